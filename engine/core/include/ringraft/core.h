@@ -1,0 +1,474 @@
+/*
+ * core.h: the pure Raft core of ringraft — types, storage interface and RawNode.
+ *
+ * The core is a deterministic state machine with the semantics of etcd raft v3.6. It does
+ * no I/O, reads no clock, starts no thread and draws no randomness of its own: the caller
+ * ticks it, steps messages into it, proposes into it, and collects a Ready that says what
+ * to persist, what to send and what to apply. Everything here is single-threaded: one
+ * rr_rawnode is used by one thread at a time (engine/node's raft thread).
+ *
+ * Ownership rules (the same everywhere in this header):
+ * - Payload bytes live in reference-counted buffers (rr_buf). An rr_entry or rr_snapshot
+ *   points at bytes inside a buffer and holds one reference to it (or buf == NULL when the
+ *   bytes are static or empty). Whoever owns an entry owns that reference.
+ * - The core never modifies payload bytes; many entries, messages and storage backends may
+ *   share one buffer. Reference counts are atomic so buffers may cross threads.
+ * - Functions taking `const` pointers borrow them for the duration of the call; the core
+ *   takes its own references to whatever it keeps.
+ * - A Ready, and every message, entry array and snapshot in it, is owned by the caller
+ *   from rr_rawnode_ready() until rr_ready_free() (or rr_message_free() for a message the
+ *   caller moved out of the Ready; see rr_ready).
+ *
+ * Errors are 0 or a negative code (ringraft/errors.h). Protocol outcomes — a proposal
+ * dropped for lack of a leader, a transfer refused — are results: RR_DROPPED below.
+ */
+#ifndef RINGRAFT_CORE_H
+#define RINGRAFT_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringraft/errors.h"
+#include "ringraft/limits.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef uint64_t rr_term_t;
+typedef uint64_t rr_index_t;
+typedef uint64_t rr_node_id_t;
+
+/* A proposal or request the core did not accept (no leader, transfer in progress,
+ * uncommitted size limit, conf change pending ...). Nothing was appended. */
+#define RR_DROPPED (-(RR_ERR_BASE + 50))
+
+/* ---------------------------------------------------------------------------------------
+ * Reference-counted payload buffers
+ * ------------------------------------------------------------------------------------- */
+
+/* A buffer of immutable bytes shared by entries, messages, the WAL and the network.
+ * Embed it in your own allocation; `release` is called once when the last reference goes,
+ * on whichever thread drops it. refs starts at 1 for the creator. */
+typedef struct rr_buf {
+    uint32_t refs;
+    void (*release)(struct rr_buf *buf);
+} rr_buf;
+
+static inline void rr_buf_ref(rr_buf *buf)
+{
+    if (buf != NULL)
+        __atomic_fetch_add(&buf->refs, 1, __ATOMIC_RELAXED); /* no ordering: we hold a ref */
+}
+
+static inline void rr_buf_unref(rr_buf *buf)
+{
+    /* acq_rel: every write to the buffer by any holder happens-before release(). */
+    if (buf != NULL && __atomic_sub_fetch(&buf->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        buf->release(buf);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Log entries, state, configuration
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum rr_entry_type {
+    RR_ENTRY_NORMAL = 0,
+    RR_ENTRY_CONF_CHANGE = 1,    /* data: rr_conf_change encoded as v1 */
+    RR_ENTRY_CONF_CHANGE_V2 = 2, /* data: rr_conf_change encoded as v2 */
+} rr_entry_type;
+
+typedef struct rr_entry {
+    rr_term_t term;
+    rr_index_t index;
+    const uint8_t *data; /* data_len bytes inside *buf (or static when buf is NULL) */
+    rr_buf *buf;         /* one reference owned by whoever owns the entry */
+    uint32_t data_len;
+    uint8_t type; /* rr_entry_type */
+} rr_entry;
+
+/* Releases the entry's buffer reference and clears it. */
+void rr_entry_clear(rr_entry *e);
+
+/* Bytes an entry accounts for in size limits (MaxSizePerMsg, MaxCommittedSizePerReady):
+ * its encoded size as etcd's protobuf would count it, so limits behave as etcd's. */
+uint64_t rr_entry_size_bytes(const rr_entry *e);
+
+/* Growable array of owned entries. */
+typedef struct rr_entry_vec {
+    rr_entry *v;
+    size_t n;
+    size_t cap;
+} rr_entry_vec;
+
+/* Appends a copy of *e taking a new reference on e->buf. Returns 0 or -ENOMEM. */
+int rr_entry_vec_push(rr_entry_vec *vec, const rr_entry *e);
+/* Releases every entry's reference, keeps the allocation, sets n = 0. */
+void rr_entry_vec_clear(rr_entry_vec *vec);
+/* Releases everything, including the array. */
+void rr_entry_vec_free(rr_entry_vec *vec);
+
+typedef struct rr_hard_state {
+    rr_term_t term;
+    rr_node_id_t vote;
+    rr_index_t commit;
+} rr_hard_state;
+
+typedef enum rr_state_type {
+    RR_STATE_FOLLOWER = 0,
+    RR_STATE_CANDIDATE = 1,
+    RR_STATE_LEADER = 2,
+    RR_STATE_PRE_CANDIDATE = 3,
+} rr_state_type;
+
+typedef struct rr_soft_state {
+    rr_node_id_t lead;
+    uint8_t raft_state; /* rr_state_type */
+} rr_soft_state;
+
+/* A sorted set of distinct nonzero node ids. */
+typedef struct rr_id_set {
+    uint32_t n;
+    rr_node_id_t ids[RR_NODES_MAX];
+} rr_id_set;
+
+bool rr_id_set_contains(const rr_id_set *s, rr_node_id_t id);
+/* Inserts keeping order; returns false when full (RR_NODES_MAX). Present ids are kept. */
+bool rr_id_set_insert(rr_id_set *s, rr_node_id_t id);
+void rr_id_set_remove(rr_id_set *s, rr_node_id_t id);
+
+/* The membership as persisted in snapshots (etcd's ConfState). */
+typedef struct rr_conf_state {
+    rr_id_set voters;
+    rr_id_set voters_outgoing; /* non-empty only in a joint configuration */
+    rr_id_set learners;
+    rr_id_set learners_next; /* voters to become learners when the joint config is left */
+    bool auto_leave;
+} rr_conf_state;
+
+bool rr_conf_state_equal(const rr_conf_state *a, const rr_conf_state *b);
+
+typedef struct rr_snapshot_meta {
+    rr_conf_state conf_state;
+    rr_index_t index;
+    rr_term_t term;
+} rr_snapshot_meta;
+
+typedef struct rr_snapshot {
+    rr_snapshot_meta meta;
+    const uint8_t *data; /* state machine bytes inside *buf */
+    rr_buf *buf;
+    uint64_t data_len;
+} rr_snapshot;
+
+/* Releases the snapshot's data reference and zeroes it. */
+void rr_snapshot_clear(rr_snapshot *snap);
+
+/* ---------------------------------------------------------------------------------------
+ * Configuration changes
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum rr_conf_change_type {
+    RR_CONF_ADD_NODE = 0,
+    RR_CONF_REMOVE_NODE = 1,
+    RR_CONF_UPDATE_NODE = 2,
+    RR_CONF_ADD_LEARNER_NODE = 3,
+} rr_conf_change_type;
+
+typedef enum rr_conf_change_transition {
+    RR_TRANSITION_AUTO = 0,           /* simple if possible, else joint with auto-leave */
+    RR_TRANSITION_JOINT_IMPLICIT = 1, /* joint, left automatically */
+    RR_TRANSITION_JOINT_EXPLICIT = 2, /* joint, left by an empty conf change */
+} rr_conf_change_transition;
+
+typedef struct rr_conf_change_single {
+    uint8_t type; /* rr_conf_change_type */
+    rr_node_id_t node_id;
+} rr_conf_change_single;
+
+/* One configuration change, v1 (exactly one change, transition AUTO) or v2. An empty v2
+ * change (n_changes == 0) leaves a joint configuration. */
+typedef struct rr_conf_change {
+    bool v1;
+    uint8_t transition; /* rr_conf_change_transition */
+    uint32_t n_changes;
+    rr_conf_change_single changes[RR_NODES_MAX];
+    const uint8_t *context; /* borrowed; carried opaquely in the entry */
+    uint32_t context_len;
+} rr_conf_change;
+
+/* Encoded size of cc in an entry's data. */
+size_t rr_conf_change_encoded_bytes(const rr_conf_change *cc);
+/* Encodes cc into out[0..cap). Returns the bytes written or -ENOBUFS. */
+int rr_conf_change_encode(const rr_conf_change *cc, uint8_t *out, size_t cap);
+/* Decodes an entry's data (v1 when the entry type is RR_ENTRY_CONF_CHANGE). cc->context
+ * points into data. Returns 0 or RR_ERR_CORRUPT / RR_ERR_TOO_LARGE. */
+int rr_conf_change_decode(const uint8_t *data, size_t len, bool v1, rr_conf_change *cc);
+
+/* ---------------------------------------------------------------------------------------
+ * Messages
+ * ------------------------------------------------------------------------------------- */
+
+/* Message types, numbered as etcd's raftpb.MessageType (so traces line up). */
+typedef enum rr_msg_type {
+    RR_MSG_HUP = 0,
+    RR_MSG_BEAT = 1,
+    RR_MSG_PROP = 2,
+    RR_MSG_APP = 3,
+    RR_MSG_APP_RESP = 4,
+    RR_MSG_VOTE = 5,
+    RR_MSG_VOTE_RESP = 6,
+    RR_MSG_SNAP = 7,
+    RR_MSG_HEARTBEAT = 8,
+    RR_MSG_HEARTBEAT_RESP = 9,
+    RR_MSG_UNREACHABLE = 10,
+    RR_MSG_SNAP_STATUS = 11,
+    RR_MSG_CHECK_QUORUM = 12,
+    RR_MSG_TRANSFER_LEADER = 13,
+    RR_MSG_TIMEOUT_NOW = 14,
+    RR_MSG_READ_INDEX = 15,
+    RR_MSG_READ_INDEX_RESP = 16,
+    RR_MSG_PRE_VOTE = 17,
+    RR_MSG_PRE_VOTE_RESP = 18,
+    RR_MSG_STORAGE_APPEND = 19,
+    RR_MSG_STORAGE_APPEND_RESP = 20,
+    RR_MSG_STORAGE_APPLY = 21,
+    RR_MSG_STORAGE_APPLY_RESP = 22,
+    RR_MSG_FORGET_LEADER = 23,
+    RR_MSG_TYPE_COUNT = 24,
+} rr_msg_type;
+
+/* Pseudo node ids used as from/to of the local storage messages in async mode. */
+#define RR_LOCAL_APPEND_THREAD ((rr_node_id_t)UINT64_MAX)
+#define RR_LOCAL_APPLY_THREAD  ((rr_node_id_t)UINT64_MAX - 1)
+
+/* True for messages that never leave the node (MsgHup, MsgBeat, storage messages ...). */
+bool rr_msg_is_local(uint8_t type);
+/* True for responses (MsgAppResp, MsgVoteResp, ...). */
+bool rr_msg_is_response(uint8_t type);
+/* etcd's name for the type ("MsgApp"), for traces. */
+const char *rr_msg_type_name(uint8_t type);
+
+typedef struct rr_message {
+    uint8_t type; /* rr_msg_type */
+    bool reject;
+    rr_node_id_t to;
+    rr_node_id_t from;
+    rr_term_t term;
+    rr_term_t log_term;
+    rr_index_t index;
+    rr_index_t commit;
+    rr_node_id_t vote; /* MsgStorageAppend: the vote to persist */
+    rr_index_t reject_hint;
+    rr_entry *entries; /* owned array of n_entries owned entries */
+    uint32_t n_entries;
+    rr_snapshot *snapshot; /* owned, or NULL */
+    uint8_t *context;      /* owned copy, or NULL */
+    uint32_t context_len;
+    struct rr_message *responses; /* MsgStorageAppend/Apply: owned array to deliver when done */
+    uint32_t n_responses;
+} rr_message;
+
+/* Frees everything a message owns (entries' references, arrays, snapshot, context,
+ * responses) and zeroes it. The struct itself is the caller's. */
+void rr_message_free(rr_message *m);
+/* Deep copy: dst gets its own arrays and its own buffer references. Returns 0 or -ENOMEM. */
+int rr_message_copy(rr_message *dst, const rr_message *src);
+
+/* ---------------------------------------------------------------------------------------
+ * Storage: what the core reads of the persisted log (etcd's Storage interface)
+ * ------------------------------------------------------------------------------------- */
+
+/* All callbacks are called on the thread driving the rawnode. Returned entries and
+ * snapshots carry their own buffer references, which the core then owns. */
+typedef struct rr_storage_ops {
+    /* The persisted hard state and configuration. Returns 0 or an error. */
+    int (*initial_state)(void *ctx, rr_hard_state *hs, rr_conf_state *cs);
+    /* Appends entries [lo, hi) to out, stopping before the total rr_entry_size_bytes
+     * exceeds max_bytes — but always at least one entry. Returns 0, RR_ERR_COMPACTED
+     * (lo <= the snapshot index) or RR_ERR_UNAVAILABLE (hi > last + 1). */
+    int (*entries)(void *ctx, rr_index_t lo, rr_index_t hi, uint64_t max_bytes, rr_entry_vec *out);
+    /* The term of entry i, for i in [first - 1, last]. Returns 0, RR_ERR_COMPACTED or
+     * RR_ERR_UNAVAILABLE. */
+    int (*term)(void *ctx, rr_index_t i, rr_term_t *term);
+    /* Index of the first entry still available (snapshot index + 1). */
+    rr_index_t (*first_index)(void *ctx);
+    /* Index of the last entry (the snapshot index if the log is empty). */
+    rr_index_t (*last_index)(void *ctx);
+    /* The most recent snapshot; out->buf carries a new reference. Returns 0 or
+     * RR_ERR_SNAP_TEMP_UNAVAILABLE. */
+    int (*snapshot)(void *ctx, rr_snapshot *out);
+} rr_storage_ops;
+
+typedef struct rr_storage {
+    const rr_storage_ops *ops;
+    void *ctx;
+} rr_storage;
+
+/* The in-memory storage (etcd's MemoryStorage): the log is ents[0..n) where ents[0] is a
+ * dummy holding the snapshot's (index, term). Used by tests, the conformance runner and
+ * the simulator. Not thread-safe. */
+typedef struct rr_memstorage rr_memstorage;
+
+rr_memstorage *rr_memstorage_new(void);
+void rr_memstorage_free(rr_memstorage *ms);
+rr_storage rr_memstorage_storage(rr_memstorage *ms);
+void rr_memstorage_set_hard_state(rr_memstorage *ms, const rr_hard_state *hs);
+/* Replaces the log with the snapshot's (index, term). Returns 0 or RR_ERR_SNAP_OUT_OF_DATE. */
+int rr_memstorage_apply_snapshot(rr_memstorage *ms, const rr_snapshot *snap);
+/* Makes a snapshot at index i (<= last) with cs and data (a reference is taken). Returns 0
+ * or RR_ERR_SNAP_OUT_OF_DATE / RR_ERR_UNAVAILABLE. */
+int rr_memstorage_create_snapshot(rr_memstorage *ms, rr_index_t i, const rr_conf_state *cs,
+                                  const uint8_t *data, uint64_t len, rr_buf *buf);
+/* Discards entries before index i. Returns 0, RR_ERR_COMPACTED or RR_ERR_UNAVAILABLE. */
+int rr_memstorage_compact(rr_memstorage *ms, rr_index_t i);
+/* Appends entries, truncating any conflicting suffix (entries older than the first index
+ * are ignored). Takes references. Returns 0, -ENOMEM, or RR_ERR_UNAVAILABLE on a gap. */
+int rr_memstorage_append(rr_memstorage *ms, const rr_entry *ents, size_t n);
+
+/* ---------------------------------------------------------------------------------------
+ * RawNode
+ * ------------------------------------------------------------------------------------- */
+
+typedef enum rr_read_only_option {
+    RR_READ_ONLY_SAFE = 0,        /* confirm leadership with a heartbeat round */
+    RR_READ_ONLY_LEASE_BASED = 1, /* trust the lease; requires check_quorum */
+} rr_read_only_option;
+
+#define RR_NO_LIMIT UINT64_MAX
+
+typedef struct rr_config {
+    rr_node_id_t id; /* nonzero */
+    uint32_t election_ticks;
+    uint32_t heartbeat_ticks;
+    rr_storage storage;
+    rr_index_t applied; /* last applied index on restart (0: from storage) */
+    /* Seed of the PRNG that randomizes the election timeout in [election, 2*election). */
+    uint64_t rand_seed;
+    uint64_t max_size_per_msg_bytes;             /* 0: one entry per MsgApp */
+    uint64_t max_committed_size_per_ready_bytes; /* 0: RR_NO_LIMIT */
+    uint64_t max_uncommitted_entries_size_bytes; /* 0: RR_NO_LIMIT */
+    uint32_t max_inflight_msgs;                  /* > 0 */
+    uint64_t max_inflight_bytes;                 /* 0: RR_NO_LIMIT */
+    bool check_quorum;
+    bool pre_vote;
+    uint8_t read_only_option; /* rr_read_only_option */
+    bool disable_proposal_forwarding;
+    bool disable_conf_change_validation;
+    bool step_down_on_removal;
+    bool async_storage_writes;
+} rr_config;
+
+/* Fills defaults (etcd's): election 10, heartbeat 1, inflight 256, no size limits. */
+void rr_config_init(rr_config *cfg, rr_node_id_t id, rr_storage storage);
+
+typedef struct rr_read_state {
+    rr_index_t index;
+    uint8_t *request_ctx; /* owned by the Ready */
+    uint32_t request_ctx_len;
+} rr_read_state;
+
+/*
+ * What the application must do next. Handle in this order (synchronous mode):
+ * persist hard_state, entries and snapshot (fsync when must_sync); send messages; apply
+ * committed_entries; then call rr_rawnode_advance(). In async mode (config
+ * async_storage_writes) persistence and application are requested by the local messages
+ * MsgStorageAppend / MsgStorageApply inside `messages`, and advance is not called.
+ *
+ * Everything inside is owned by the caller until rr_ready_free(). To keep a message
+ * longer, copy the struct out and zero the slot; it is then freed with rr_message_free().
+ */
+typedef struct rr_ready {
+    bool has_soft_state;
+    rr_soft_state soft_state;
+    bool has_hard_state;
+    rr_hard_state hard_state;
+    rr_read_state *read_states;
+    uint32_t n_read_states;
+    rr_entry *entries; /* to persist before messages that depend on them */
+    uint32_t n_entries;
+    rr_snapshot *snapshot; /* to persist, or NULL */
+    rr_entry *committed_entries;
+    uint32_t n_committed_entries;
+    rr_message *messages;
+    uint32_t n_messages;
+    bool must_sync;
+} rr_ready;
+
+void rr_ready_free(rr_ready *rd);
+
+typedef enum rr_progress_state {
+    RR_PROGRESS_PROBE = 0,
+    RR_PROGRESS_REPLICATE = 1,
+    RR_PROGRESS_SNAPSHOT = 2,
+} rr_progress_state;
+
+typedef struct rr_progress_status {
+    rr_node_id_t id;
+    rr_index_t match;
+    rr_index_t next;
+    rr_index_t pending_snapshot;
+    uint32_t inflight_count;
+    uint32_t inflight_capacity;
+    uint64_t inflight_bytes;
+    uint8_t state; /* rr_progress_state */
+    bool paused;   /* as etcd's IsPaused(): no more MsgApp until something changes */
+    bool msg_app_flow_paused;
+    bool recent_active;
+    bool is_learner;
+} rr_progress_status;
+
+typedef struct rr_status {
+    rr_node_id_t id;
+    rr_hard_state hard_state;
+    rr_soft_state soft_state;
+    rr_index_t applied;
+    rr_node_id_t lead_transferee;
+    rr_conf_state config;
+    uint32_t n_progress; /* leader only; sorted by id */
+    rr_progress_status progress[RR_NODES_MAX];
+} rr_status;
+
+typedef struct rr_rawnode rr_rawnode;
+
+/* Creates a RawNode from cfg, reading the initial state from cfg->storage. Returns 0 and
+ * *out, or -EINVAL (bad config) / -ENOMEM / a storage error. */
+int rr_rawnode_new(const rr_config *cfg, rr_rawnode **out);
+void rr_rawnode_free(rr_rawnode *rn);
+
+/* Advances the logical clock by one tick (heartbeats, elections, check quorum). */
+void rr_rawnode_tick(rr_rawnode *rn);
+/* Starts an election (a pre-election with pre_vote). Returns 0. */
+int rr_rawnode_campaign(rr_rawnode *rn);
+/* Proposes data as a normal entry; the core keeps a reference to buf. Returns 0 or
+ * RR_DROPPED. */
+int rr_rawnode_propose(rr_rawnode *rn, const uint8_t *data, uint32_t len, rr_buf *buf);
+/* Proposes a configuration change. Returns 0, RR_DROPPED, or -ENOMEM. */
+int rr_rawnode_propose_conf_change(rr_rawnode *rn, const rr_conf_change *cc);
+/* Applies a committed conf change and returns the new configuration in *cs. */
+void rr_rawnode_apply_conf_change(rr_rawnode *rn, const rr_conf_change *cc, rr_conf_state *cs);
+/* Steps a message received from a peer, or a local storage response in async mode.
+ * Borrowed. Returns 0, RR_DROPPED (e.g. a proposal forwarded nowhere), or -EINVAL for a
+ * local message type that must not come from the network. */
+int rr_rawnode_step(rr_rawnode *rn, const rr_message *m);
+
+bool rr_rawnode_has_ready(const rr_rawnode *rn);
+/* Collects the Ready; the caller owns it until rr_ready_free(). Returns 0 or -ENOMEM. */
+int rr_rawnode_ready(rr_rawnode *rn, rr_ready *rd);
+/* Synchronous mode only: the last Ready has been persisted, sent and applied. */
+void rr_rawnode_advance(rr_rawnode *rn);
+
+/* Requests a linearizable read; the result appears in a Ready's read_states carrying ctx
+ * (copied). Returns 0 or RR_DROPPED. */
+int rr_rawnode_read_index(rr_rawnode *rn, const uint8_t *ctx, uint32_t ctx_len);
+void rr_rawnode_transfer_leader(rr_rawnode *rn, rr_node_id_t transferee);
+void rr_rawnode_forget_leader(rr_rawnode *rn);
+void rr_rawnode_report_unreachable(rr_rawnode *rn, rr_node_id_t id);
+void rr_rawnode_report_snapshot(rr_rawnode *rn, rr_node_id_t id, bool failed);
+void rr_rawnode_status(const rr_rawnode *rn, rr_status *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
