@@ -1,9 +1,10 @@
 /*
  * crc32c.h: CRC-32C (Castagnoli), the checksum of every WAL record and wire frame.
  *
- * Backed by ISA-L's crc32_iscsi (carry-less multiply folding). Measured against a plain
- * SSE4.2 crc32q loop (bench/micro/bench_crc32c.c, BENCHMARKS.md): ISA-L is 7.7x faster at
- * 4 KiB and 9x at 64 KiB, the loop 1.4x faster at 128 B. Pure function, any thread.
+ * Buffers of 256 bytes and more go to ISA-L's crc32_iscsi (carry-less multiply folding:
+ * 8x faster than a serial SSE4.2 crc32q loop at 4 KiB, 9x at 64 KiB); shorter ones to that
+ * serial loop, which beats ISA-L's short-buffer path (1.3-1.7x at 64-128 B). Measured in
+ * bench/micro/bench_crc32c.c, recorded in BENCHMARKS.md. Pure function, any thread.
  */
 #ifndef RINGRAFT_CRC32C_H
 #define RINGRAFT_CRC32C_H
