@@ -6,9 +6,11 @@
  *   |<-------------- storage (persisted) ------------->|<-- unstable -->|
  *
  * Invariants (asserted):
- *   first_index - 1 <= applied <= applying <= committed <= last_index
+ *   applied <= applying <= committed <= last_index, and first_index - 1 <= applied except
+ *   between rr_log_restore() and the application of that snapshot
  *   unstable.offset == index of unstable.entries.v[0] (== stabled + 1 once entries exist),
- *   and a pending unstable snapshot, if any, has index offset - 1.
+ *   and a pending unstable snapshot, if any, has index offset - 1 when restored and below
+ *   offset always (entries after it may be reported stable before the snapshot is).
  *   offset_in_progress in [offset, offset + n]: entries below it are being written by the
  *   storage (async mode) and must not be handed out again.
  * Entries handed out (slices, next_* functions) carry their own buffer references.
@@ -27,8 +29,11 @@ typedef struct rr_entry_id {
 typedef struct rr_unstable {
     rr_snapshot *snapshot; /* owned incoming snapshot not yet persisted, or NULL */
     rr_entry_vec entries;  /* owned; entries.v[i].index == offset + i */
+    /* Index of entries.v[0] (or where it would be): storage holds what precedes it. It may
+     * lie below storage's last index: the next write then truncates storage. */
     rr_index_t offset;
-    bool snapshot_in_progress;
+    bool snapshot_in_progress; /* the snapshot is being written: not handed out again */
+    /* Exclusive end of the entries being written (async mode); in [offset, offset + n]. */
     rr_index_t offset_in_progress;
 } rr_unstable;
 
@@ -110,13 +115,14 @@ bool rr_log_is_up_to_date(const rr_log *l, rr_entry_id last);
  * min(commit, last new index)); false when prev does not match. */
 bool rr_log_maybe_append(rr_log *l, rr_entry_id prev, rr_index_t commit, const rr_entry *ents,
                          size_t n, rr_index_t *last_new_index);
-/* Leader side: appends to the unstable tail (truncating a conflict). Returns the new last
- * index. */
+/* Leader side: appends to the unstable tail (truncating a conflict). ents are contiguous
+ * and start above committed. Returns the new last index. */
 rr_index_t rr_log_append(rr_log *l, const rr_entry *ents, size_t n);
 /* First index in ents that conflicts with or extends the log, 0 if none. */
 rr_index_t rr_log_find_conflict(const rr_log *l, const rr_entry *ents, size_t n);
 /* Fast log rejection (etcd's findConflictByTerm): the largest index <= index whose term is
- * <= term, and that term. */
+ * <= term, and that term; or the largest whose term is unknown (compacted, not yet here),
+ * with term 0. */
 rr_entry_id rr_log_find_conflict_by_term(const rr_log *l, rr_index_t index, rr_term_t term);
 
 /* Entries [lo, hi) limited to max_bytes (at least one), appended to out with references;
