@@ -1,0 +1,451 @@
+/*
+ * test_raft.c: the protocol through the RawNode API (engine/core/src/raft.c, rawnode.c).
+ *
+ * A tiny in-process cluster: RawNodes over rr_memstorage, a message queue, and a
+ * "stabilize" loop that handles every Ready and delivers every message until quiet. Tests
+ * cover the situations of the Raft paper's Figure 7 (a new leader repairs divergent
+ * follower logs) and Figure 8 (§5.4.2: entries of earlier terms are never committed by
+ * counting replicas), elections, proposal forwarding and dropping, and the async-storage
+ * rule that a leader's own append counts only once its storage acknowledges it.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "raft.h"
+#include "ringraft/core.h"
+
+#define NODES_MAX   5
+#define QUEUE_MAX   4096
+#define APPLIED_MAX 256
+
+typedef struct tnode {
+    rr_rawnode *rn;
+    rr_memstorage *ms;
+    uint32_t n_applied;
+    char applied[APPLIED_MAX][16]; /* payloads of applied normal entries, in order */
+} tnode;
+
+typedef struct cluster {
+    uint32_t n;
+    tnode nodes[NODES_MAX];
+    rr_message queue[QUEUE_MAX];
+    uint32_t n_queue;
+    bool cut[NODES_MAX + 1][NODES_MAX + 1]; /* cut[from][to]: drop messages */
+} cluster;
+
+static void node_init(cluster *c, uint32_t i, const rr_term_t *terms, size_t n_terms,
+                      rr_term_t term, bool async, bool forwarding_off)
+{
+    tnode *t = &c->nodes[i];
+    t->ms = rr_memstorage_new();
+    assert_non_null(t->ms);
+    rr_snapshot boot;
+    memset(&boot, 0, sizeof(boot));
+    for (uint32_t k = 1; k <= c->n; k++)
+        assert_true(rr_id_set_insert(&boot.meta.conf_state.voters, k));
+    assert_int_equal(rr_memstorage_apply_snapshot(t->ms, &boot), 0);
+    for (size_t k = 0; k < n_terms; k++) {
+        rr_entry e;
+        memset(&e, 0, sizeof(e));
+        e.term = terms[k];
+        e.index = k + 1;
+        assert_int_equal(rr_memstorage_append(t->ms, &e, 1), 0);
+    }
+    rr_hard_state hs = {.term = term};
+    rr_memstorage_set_hard_state(t->ms, &hs);
+
+    rr_config cfg;
+    rr_config_init(&cfg, i + 1, rr_memstorage_storage(t->ms));
+    cfg.rand_seed = 42;
+    cfg.pre_vote = false; /* the default is on (DESIGN.md); these tests step MsgVote */
+    cfg.async_storage_writes = async;
+    cfg.disable_proposal_forwarding = forwarding_off;
+    assert_int_equal(rr_rawnode_new(&cfg, &t->rn), 0);
+}
+
+static void cluster_init(cluster *c, uint32_t n)
+{
+    memset(c, 0, sizeof(*c));
+    c->n = n;
+    for (uint32_t i = 0; i < n; i++)
+        node_init(c, i, NULL, 0, 0, false, false);
+}
+
+static void cluster_free(cluster *c)
+{
+    for (uint32_t i = 0; i < c->n_queue; i++)
+        rr_message_free(&c->queue[i]);
+    for (uint32_t i = 0; i < c->n; i++) {
+        rr_rawnode_free(c->nodes[i].rn);
+        rr_memstorage_free(c->nodes[i].ms);
+    }
+}
+
+static void enqueue(cluster *c, rr_message *m)
+{
+    assert_true(c->n_queue < QUEUE_MAX);
+    c->queue[c->n_queue++] = *m;
+    memset(m, 0, sizeof(*m));
+}
+
+static void apply_entries(tnode *t, const rr_entry *ents, uint32_t n)
+{
+    for (uint32_t k = 0; k < n; k++) {
+        const rr_entry *e = &ents[k];
+        if (e->type == RR_ENTRY_NORMAL && e->data_len > 0) {
+            assert_true(t->n_applied < APPLIED_MAX);
+            assert_true(e->data_len < sizeof(t->applied[0]));
+            memcpy(t->applied[t->n_applied], e->data, e->data_len);
+            t->applied[t->n_applied][e->data_len] = '\0';
+            t->n_applied++;
+        } else if (e->type != RR_ENTRY_NORMAL) {
+            rr_conf_change cc;
+            assert_int_equal(
+                rr_conf_change_decode(e->data, e->data_len, e->type == RR_ENTRY_CONF_CHANGE, &cc),
+                0);
+            rr_conf_state cs;
+            rr_rawnode_apply_conf_change(t->rn, &cc, &cs);
+        }
+    }
+}
+
+/* Synchronous mode: persist, queue messages, apply, advance. Returns false if no Ready. */
+static bool handle_ready(cluster *c, uint32_t i)
+{
+    tnode *t = &c->nodes[i];
+    if (!rr_rawnode_has_ready(t->rn))
+        return false;
+    rr_ready rd;
+    assert_int_equal(rr_rawnode_ready(t->rn, &rd), 0);
+    if (rd.has_hard_state)
+        rr_memstorage_set_hard_state(t->ms, &rd.hard_state);
+    if (rd.snapshot != NULL)
+        assert_int_equal(rr_memstorage_apply_snapshot(t->ms, rd.snapshot), 0);
+    assert_int_equal(rr_memstorage_append(t->ms, rd.entries, rd.n_entries), 0);
+    for (uint32_t k = 0; k < rd.n_messages; k++)
+        enqueue(c, &rd.messages[k]);
+    apply_entries(t, rd.committed_entries, rd.n_committed_entries);
+    rr_ready_free(&rd);
+    rr_rawnode_advance(t->rn);
+    return true;
+}
+
+/* Delivers the whole queue (messages sent meanwhile wait for the next round). */
+static bool deliver(cluster *c)
+{
+    uint32_t n = c->n_queue;
+    if (n == 0)
+        return false;
+    rr_message batch[QUEUE_MAX];
+    memcpy(batch, c->queue, n * sizeof(batch[0]));
+    c->n_queue = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        rr_message *m = &batch[k];
+        if (m->to >= 1 && m->to <= c->n && !c->cut[m->from][m->to])
+            (void)rr_rawnode_step(c->nodes[m->to - 1].rn, m);
+        rr_message_free(m);
+    }
+    return true;
+}
+
+static void stabilize(cluster *c)
+{
+    for (int round = 0; round < 1000; round++) {
+        bool busy = false;
+        for (uint32_t i = 0; i < c->n; i++)
+            busy |= handle_ready(c, i);
+        busy |= deliver(c);
+        if (!busy)
+            return;
+    }
+    fail_msg("cluster did not stabilize in 1000 rounds");
+}
+
+static rr_status status_of(cluster *c, uint32_t id)
+{
+    rr_status st;
+    rr_rawnode_status(c->nodes[id - 1].rn, &st);
+    return st;
+}
+
+/* The (index, term) log of a node's storage, as terms[index - 1]. */
+static size_t stored_terms(cluster *c, uint32_t id, rr_term_t *terms, size_t cap)
+{
+    rr_storage s = rr_memstorage_storage(c->nodes[id - 1].ms);
+    rr_index_t first = s.ops->first_index(s.ctx), last = s.ops->last_index(s.ctx);
+    assert_int_equal(first, 1);
+    assert_true(last <= cap);
+    for (rr_index_t i = first; i <= last; i++)
+        assert_int_equal(s.ops->term(s.ctx, i, &terms[i - 1]), 0);
+    return (size_t)last;
+}
+
+static int propose_str(cluster *c, uint32_t id, const char *s)
+{
+    return rr_rawnode_propose(c->nodes[id - 1].rn, (const uint8_t *)s, (uint32_t)strlen(s), NULL);
+}
+
+/* ---- elections and replication ---------------------------------------------------- */
+
+static void test_election_and_replication_in_order(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    assert_int_equal(rr_rawnode_campaign(c->nodes[0].rn), 0);
+    stabilize(c);
+    assert_int_equal(status_of(c, 1).soft_state.raft_state, RR_STATE_LEADER);
+    for (uint32_t id = 1; id <= 3; id++) {
+        assert_int_equal(status_of(c, id).soft_state.lead, 1);
+        assert_int_equal(status_of(c, id).hard_state.term, 1);
+    }
+
+    char buf[16];
+    for (int k = 0; k < 50; k++) {
+        snprintf(buf, sizeof buf, "v%d", k);
+        /* Followers forward to the leader: every proposal commits wherever it enters. */
+        assert_int_equal(propose_str(c, (uint32_t)(k % 3) + 1, buf), 0);
+        if (k % 7 == 0)
+            stabilize(c);
+    }
+    stabilize(c);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(c->nodes[i].n_applied, 50);
+        for (uint32_t k = 0; k < 50; k++)
+            assert_string_equal(c->nodes[i].applied[k], c->nodes[0].applied[k]);
+    }
+    cluster_free(c);
+    free(c);
+}
+
+static void test_proposal_without_leader_is_dropped(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    assert_int_equal(propose_str(c, 2, "x"), RR_DROPPED);
+    /* A candidate has no leader either. */
+    assert_int_equal(rr_rawnode_campaign(c->nodes[1].rn), 0);
+    assert_int_equal(propose_str(c, 2, "x"), RR_DROPPED);
+    cluster_free(c);
+    free(c);
+}
+
+static void test_forwarding_can_be_disabled(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->n = 3;
+    for (uint32_t i = 0; i < 3; i++)
+        node_init(c, i, NULL, 0, 0, false, true);
+    assert_int_equal(rr_rawnode_campaign(c->nodes[0].rn), 0);
+    stabilize(c);
+    assert_int_equal(propose_str(c, 2, "x"), RR_DROPPED);
+    assert_int_equal(propose_str(c, 1, "x"), 0);
+    stabilize(c);
+    assert_int_equal(c->nodes[1].n_applied, 1);
+    cluster_free(c);
+    free(c);
+}
+
+static void test_candidate_with_stale_log_loses(void **state)
+{
+    (void)state;
+    /* Paper §5.4.1: a voter refuses a candidate whose log is less up to date. Node 3 has
+     * a shorter log; nodes 1 and 2 have an entry of term 2 it lacks. */
+    cluster *c = calloc(1, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->n = 3;
+    rr_term_t long_log[] = {1, 2};
+    rr_term_t short_log[] = {1};
+    node_init(c, 0, long_log, 2, 2, false, false);
+    node_init(c, 1, long_log, 2, 2, false, false);
+    node_init(c, 2, short_log, 1, 2, false, false);
+    assert_int_equal(rr_rawnode_campaign(c->nodes[2].rn), 0);
+    stabilize(c);
+    assert_int_not_equal(status_of(c, 3).soft_state.raft_state, RR_STATE_LEADER);
+    assert_int_equal(status_of(c, 1).hard_state.vote, 0);
+    cluster_free(c);
+    free(c);
+}
+
+/* ---- Figure 7: a leader brings each kind of divergent follower log in line ---------- */
+
+static void run_figure7_case(const rr_term_t *follower, size_t n_follower)
+{
+    /* The leader's log in Figure 7 (indexes 1..10); it is elected for term 8. */
+    static const rr_term_t leader[] = {1, 1, 1, 4, 4, 5, 5, 6, 6, 6};
+    cluster *c = calloc(1, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->n = 3;
+    node_init(c, 0, leader, 10, 7, false, false);
+    node_init(c, 1, follower, n_follower, 7, false, false);
+    node_init(c, 2, leader, 10, 7, false, false); /* votes for node 1 */
+
+    assert_int_equal(rr_rawnode_campaign(c->nodes[0].rn), 0);
+    stabilize(c);
+    assert_int_equal(status_of(c, 1).soft_state.raft_state, RR_STATE_LEADER);
+    assert_int_equal(status_of(c, 1).hard_state.term, 8);
+
+    rr_term_t want[32], got[32];
+    size_t n_want = stored_terms(c, 1, want, 32);
+    size_t n_got = stored_terms(c, 2, got, 32);
+    assert_int_equal(n_want, 11); /* + the new leader's empty entry at term 8 */
+    assert_int_equal(n_got, n_want);
+    for (size_t k = 0; k < n_want; k++)
+        assert_int_equal(got[k], want[k]);
+    assert_int_equal(status_of(c, 2).hard_state.commit, 11);
+    cluster_free(c);
+    free(c);
+}
+
+static void test_figure7_leader_repairs_follower_logs(void **state)
+{
+    (void)state;
+    /* Followers (a) to (f) of the paper's Figure 7: missing entries (a, b, e), extra
+     * uncommitted entries (c, d), and both (f). */
+    static const rr_term_t a[] = {1, 1, 1, 4, 4, 5, 5, 6, 6};
+    static const rr_term_t b[] = {1, 1, 1, 4};
+    static const rr_term_t cc[] = {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6};
+    static const rr_term_t d[] = {1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7};
+    static const rr_term_t e[] = {1, 1, 1, 4, 4, 4, 4};
+    static const rr_term_t f[] = {1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3};
+    run_figure7_case(a, sizeof a / sizeof a[0]);
+    run_figure7_case(b, sizeof b / sizeof b[0]);
+    run_figure7_case(cc, sizeof cc / sizeof cc[0]);
+    run_figure7_case(d, sizeof d / sizeof d[0]);
+    run_figure7_case(e, sizeof e / sizeof e[0]);
+    run_figure7_case(f, sizeof f / sizeof f[0]);
+}
+
+/* ---- Figure 8 / §5.4.2: never commit an earlier term's entry by counting ------------ */
+
+static void step_resp(rr_rawnode *rn, uint8_t type, rr_node_id_t from, rr_term_t term,
+                      rr_index_t index)
+{
+    rr_message m;
+    memset(&m, 0, sizeof(m));
+    m.type = type;
+    m.from = from;
+    m.to = 1;
+    m.term = term;
+    m.index = index;
+    assert_int_equal(rr_rawnode_step(rn, &m), 0);
+}
+
+static void drain(cluster *c, uint32_t id)
+{
+    while (handle_ready(c, id - 1)) {
+    }
+    for (uint32_t k = 0; k < c->n_queue; k++)
+        rr_message_free(&c->queue[k]);
+    c->n_queue = 0;
+}
+
+static void test_figure8_only_current_term_commits_by_counting(void **state)
+{
+    (void)state;
+    /* Node 1 holds (1, t1), (2, t2) — like S1 in Figure 8 (c) — and wins term 3. Even once
+     * a majority (1 and 2) holds index 2, index 2 is not committed: only the leader's own
+     * term-3 entry, once on a majority, commits it and everything before it. */
+    cluster *c = calloc(1, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->n = 3;
+    rr_term_t log[] = {1, 2};
+    node_init(c, 0, log, 2, 2, false, false);
+    node_init(c, 1, NULL, 0, 0, false, false);
+    node_init(c, 2, NULL, 0, 0, false, false);
+    rr_rawnode *rn = c->nodes[0].rn;
+
+    assert_int_equal(rr_rawnode_campaign(rn), 0);
+    drain(c, 1);
+    step_resp(rn, RR_MSG_VOTE_RESP, 2, 3, 0);
+    assert_int_equal(status_of(c, 1).soft_state.raft_state, RR_STATE_LEADER);
+    drain(c, 1); /* persists the term-3 empty entry at index 3; self-ack on advance */
+
+    step_resp(rn, RR_MSG_APP_RESP, 2, 3, 1);
+    assert_int_equal(status_of(c, 1).hard_state.commit, 0);
+    step_resp(rn, RR_MSG_APP_RESP, 2, 3, 2); /* index 2 (term 2) is on a majority */
+    assert_int_equal(status_of(c, 1).hard_state.commit, 0);
+    step_resp(rn, RR_MSG_APP_RESP, 2, 3, 3); /* the term-3 entry is on a majority */
+    assert_int_equal(status_of(c, 1).hard_state.commit, 3);
+    cluster_free(c);
+    free(c);
+}
+
+/* ---- async storage: the leader's own append counts once durable -------------------- */
+
+static void test_async_leader_counts_own_append_after_ack(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->n = 1;
+    node_init(c, 0, NULL, 0, 0, true, false);
+    rr_rawnode *rn = c->nodes[0].rn;
+
+    assert_int_equal(rr_rawnode_campaign(rn), 0);
+    /* Loop: take each Ready, persist what MsgStorageAppend asks, deliver its responses. */
+    for (int round = 0; round < 10; round++) {
+        if (!rr_rawnode_has_ready(rn))
+            break;
+        rr_ready rd;
+        assert_int_equal(rr_rawnode_ready(rn, &rd), 0);
+        for (uint32_t k = 0; k < rd.n_messages; k++) {
+            rr_message *m = &rd.messages[k];
+            if (m->type == RR_MSG_STORAGE_APPEND) {
+                /* The leader's entry is not committed before its storage acknowledges
+                 * it, although the leader alone is a quorum. */
+                if (m->n_entries > 0)
+                    assert_int_equal(status_of(c, 1).hard_state.commit, 0);
+                assert_int_equal(rr_memstorage_append(c->nodes[0].ms, m->entries, m->n_entries), 0);
+            }
+            for (uint32_t r = 0; r < m->n_responses; r++)
+                assert_int_equal(rr_rawnode_step(rn, &m->responses[r]), 0);
+        }
+        rr_ready_free(&rd);
+    }
+    assert_int_equal(status_of(c, 1).soft_state.raft_state, RR_STATE_LEADER);
+    assert_int_equal(status_of(c, 1).hard_state.commit, 1);
+    cluster_free(c);
+    free(c);
+}
+
+static void test_local_message_from_network_is_refused(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    rr_message m;
+    memset(&m, 0, sizeof(m));
+    m.type = RR_MSG_HUP;
+    m.from = 2;
+    m.to = 1;
+    assert_int_equal(rr_rawnode_step(c->nodes[0].rn, &m), -EINVAL);
+    assert_int_equal(status_of(c, 1).soft_state.raft_state, RR_STATE_FOLLOWER);
+    cluster_free(c);
+    free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_election_and_replication_in_order),
+        cmocka_unit_test(test_proposal_without_leader_is_dropped),
+        cmocka_unit_test(test_forwarding_can_be_disabled),
+        cmocka_unit_test(test_candidate_with_stale_log_loses),
+        cmocka_unit_test(test_figure7_leader_repairs_follower_logs),
+        cmocka_unit_test(test_figure8_only_current_term_commits_by_counting),
+        cmocka_unit_test(test_async_leader_counts_own_append_after_ack),
+        cmocka_unit_test(test_local_message_from_network_is_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
