@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "raft.h"
+#include "protocol.h"
 #include "ringraft/assert.h"
 
 struct rr_rawnode {

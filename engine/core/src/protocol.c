@@ -1,5 +1,5 @@
 /*
- * raft.c: the Raft protocol (etcd raft v3.6's raft.go semantics). See raft.h.
+ * protocol.c: the Raft protocol (etcd raft v3.6's raft.go semantics). See protocol.h.
  *
  * Section numbers cite Diego Ongaro's thesis, "Consensus: Bridging Theory and Practice"
  * (2014); "paper" is the extended Raft paper (Ongaro & Ousterhout, 2014).
@@ -8,7 +8,7 @@
  * contexts and queue growth; an allocation failure aborts (RR_ASSERT), since a state
  * machine that silently lost a message or a log entry would be worse than a crash.
  */
-#include "raft.h"
+#include "protocol.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -199,7 +199,7 @@ static int acks_vote(void *ctx, rr_node_id_t id)
 /* ---- sending ------------------------------------------------------------------------ */
 
 /* Queues m (taking ownership). Responses that vouch for local state wait for persistence
- * (thesis §3.8): see raft.h. */
+ * (thesis §3.8): see protocol.h. */
 static void send(rr_raft *r, rr_message *m)
 {
     if (m->from == RR_NODE_ID_NONE)

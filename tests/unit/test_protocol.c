@@ -1,5 +1,5 @@
 /*
- * test_raft.c: the protocol through the RawNode API (engine/core/src/raft.c, rawnode.c).
+ * test_protocol.c: the protocol through the RawNode API (engine/core/src/protocol.c, rawnode.c).
  *
  * A tiny in-process cluster: RawNodes over rr_memstorage, a message queue, and a
  * "stabilize" loop that handles every Ready and delivers every message until quiet. Tests
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "raft.h"
+#include "protocol.h"
 #include "ringraft/core.h"
 
 #define NODES_MAX   5

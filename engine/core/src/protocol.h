@@ -1,5 +1,5 @@
 /*
- * raft.h: the Raft protocol state machine (etcd raft's raft.go), driven by rawnode.c.
+ * protocol.h: the Raft protocol state machine (etcd raft's raft.go), driven by rawnode.c.
  * Depends on log.h, tracker.h, confchange.h. Single-threaded, no I/O.
  *
  * Outgoing messages collect in two queues (etcd v3.6):
@@ -11,8 +11,8 @@
  *                      Ready carries them and the self-addressed ones are stepped on
  *                      advance.
  */
-#ifndef RR_CORE_RAFT_H
-#define RR_CORE_RAFT_H
+#ifndef RR_CORE_PROTOCOL_H
+#define RR_CORE_PROTOCOL_H
 
 #include "confchange.h"
 #include "log.h"
