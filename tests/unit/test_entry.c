@@ -10,6 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "confchange.h"
 #include "entry_internal.h"
 #include "ringraft/core.h"
 
@@ -488,6 +489,23 @@ static void test_conf_change_encode_needs_room(void **state)
     assert_int_equal(rr_conf_change_encode(&v2, buf, 0), -ENOBUFS);
 }
 
+/* Empty data is the zero value, as an empty protobuf is in etcd: the v2 change that leaves a
+ * joint configuration (what auto-leave proposes), or v1 "add node 0". */
+static void test_conf_change_decode_empty_is_zero_value(void **state)
+{
+    (void)state;
+    rr_conf_change out;
+    assert_int_equal(rr_conf_change_decode(NULL, 0, false, &out), 0);
+    assert_false(out.v1);
+    assert_int_equal(out.n_changes, 0);
+    assert_true(rr_conf_change_leave_joint(&out));
+    assert_int_equal(rr_conf_change_decode(NULL, 0, true, &out), 0);
+    assert_true(out.v1);
+    assert_int_equal(out.n_changes, 1);
+    assert_int_equal(out.changes[0].type, RR_CONF_ADD_NODE);
+    assert_int_equal(out.changes[0].node_id, 0);
+}
+
 static void test_conf_change_decode_rejects_malformed(void **state)
 {
     (void)state;
@@ -496,8 +514,9 @@ static void test_conf_change_decode_rejects_malformed(void **state)
     rr_conf_change v2 = v2_change();
     size_t n = (size_t)rr_conf_change_encode(&v2, good, sizeof(good));
 
-    /* Every truncation, and any trailing byte. */
-    for (size_t len = 0; len < n; len++)
+    /* Every truncation (but the empty one, which is the zero value: see below), and any
+     * trailing byte. */
+    for (size_t len = 1; len < n; len++)
         assert_int_equal(rr_conf_change_decode(good, len, false, &out), RR_ERR_CORRUPT);
     memcpy(b, good, n);
     b[n] = 0;
@@ -567,7 +586,7 @@ static void test_conf_change_decode_fuzz(void **state)
         bool v1 = (x >> 40) & 1;
         rr_conf_change out;
         int rc = rr_conf_change_decode(b, len, v1, &out);
-        if (rc == 0) {
+        if (rc == 0 && len > 0) { /* empty data decodes to the zero value, not a round trip */
             uint8_t re[512];
             int m = rr_conf_change_encode(&out, re, sizeof(re));
             if (m != (int)len || memcmp(re, b, len) != 0) {
@@ -575,7 +594,7 @@ static void test_conf_change_decode_fuzz(void **state)
                             iter);
                 fail();
             }
-        } else if (rc != RR_ERR_CORRUPT && rc != RR_ERR_TOO_LARGE) {
+        } else if (rc != 0 && rc != RR_ERR_CORRUPT && rc != RR_ERR_TOO_LARGE) {
             print_error("conf change fuzz: seed %#llx iteration %d rc %d\n",
                         (unsigned long long)seed, iter, rc);
             fail();
@@ -598,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_config_init_defaults),
         cmocka_unit_test(test_conf_change_roundtrip),
         cmocka_unit_test(test_conf_change_encode_needs_room),
+        cmocka_unit_test(test_conf_change_decode_empty_is_zero_value),
         cmocka_unit_test(test_conf_change_decode_rejects_malformed),
         cmocka_unit_test(test_conf_change_decode_fuzz),
     };

@@ -125,6 +125,14 @@ int rr_conf_change_encode(const rr_conf_change *cc, uint8_t *out, size_t cap)
 int rr_conf_change_decode(const uint8_t *data, size_t len, bool v1, rr_conf_change *cc)
 {
     memset(cc, 0, sizeof(*cc));
+    if (len == 0) {
+        /* Empty data is the zero value, as an empty protobuf decodes in etcd: v2, the
+         * empty change that leaves a joint configuration (what auto-leave proposes); v1,
+         * "add node 0". */
+        cc->v1 = v1;
+        cc->n_changes = v1 ? 1 : 0;
+        return 0;
+    }
     if (len < CC_HEADER_BYTES)
         return RR_ERR_CORRUPT;
 

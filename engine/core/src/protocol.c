@@ -808,15 +808,6 @@ static void handle_snapshot(rr_raft *r, const rr_message *m)
 
 /* ---- step functions per role -------------------------------------------------------- */
 
-static int decode_entry_conf_change(const rr_entry *e, rr_conf_change *cc)
-{
-    if (e->type == RR_ENTRY_CONF_CHANGE_V2 && e->data_len == 0) {
-        memset(cc, 0, sizeof(*cc)); /* empty v2 change: leave the joint config */
-        return 0;
-    }
-    return rr_conf_change_decode(e->data, e->data_len, e->type == RR_ENTRY_CONF_CHANGE, cc);
-}
-
 static int step_leader_prop(rr_raft *r, const rr_message *m)
 {
     RR_ASSERT(m->n_entries > 0);
@@ -835,7 +826,8 @@ static int step_leader_prop(rr_raft *r, const rr_message *m)
         if (e->type != RR_ENTRY_CONF_CHANGE && e->type != RR_ENTRY_CONF_CHANGE_V2)
             continue;
         rr_conf_change cc;
-        if (decode_entry_conf_change(e, &cc) != 0) {
+        if (rr_conf_change_decode(e->data, e->data_len, e->type == RR_ENTRY_CONF_CHANGE, &cc) !=
+            0) {
             rr_entry_vec_clear(ents);
             return RR_DROPPED; /* malformed conf change from a peer */
         }
