@@ -61,6 +61,17 @@ typedef struct rr_dd_kind {
     int (*handle)(void *env, const rr_dd_cmd *cmd, rr_dd_out *out);
 } rr_dd_kind;
 
+/* Parses one command line (name and arguments) into cmd. Returns 0, or -1 with a message in
+ * err. Input lines of a case may themselves be commands (etcd's harness allows it). */
+int rr_dd_parse_line(const char *line, rr_dd_cmd *cmd, char *err, size_t err_len);
+
+#define RR_DD_VERBOSE 1u /* rr_dd_run_file: print every case's output */
+
+/* Runs every case of the transcript at path with a fresh env of kind. Returns 0 when all
+ * match, 1 when some differ (a diff per case is printed), 2 when the file is unreadable or
+ * malformed. */
+int rr_dd_run_file(const char *path, const rr_dd_kind *kind, unsigned flags);
+
 extern const rr_dd_kind rr_dd_kind_quorum; /* quorum/testdata: committed, vote */
 extern const rr_dd_kind
     rr_dd_kind_confchange; /* confchange/testdata: simple, enter-joint, leave-joint */
