@@ -225,6 +225,54 @@ static void test_election_and_replication_in_order(void **state)
     free(c);
 }
 
+/* Counts releases of a caller-owned buffer: the core must hold and drop references. */
+static int batch_releases;
+static void batch_buf_release(rr_buf *b)
+{
+    (void)b;
+    batch_releases++;
+}
+
+static void test_propose_batch_commits_in_order_and_balances_refs(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    assert_int_equal(rr_rawnode_campaign(c->nodes[0].rn), 0);
+    stabilize(c);
+
+    static const char *words[] = {"b0", "b1", "b2", "b3", "b4"};
+    rr_buf shared = {.refs = 1, .release = batch_buf_release};
+    rr_entry ents[5];
+    memset(ents, 0, sizeof(ents));
+    for (int k = 0; k < 5; k++) {
+        ents[k].data = (const uint8_t *)words[k];
+        ents[k].data_len = 2;
+        ents[k].buf = k % 2 == 0 ? &shared : NULL; /* NULL: the core copies */
+    }
+    assert_int_equal(rr_rawnode_propose_batch(c->nodes[0].rn, ents, 5), 0);
+    assert_int_equal(rr_rawnode_propose_batch(c->nodes[0].rn, ents, 0), -EINVAL);
+    stabilize(c);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(c->nodes[i].n_applied, 5);
+        for (int k = 0; k < 5; k++)
+            assert_string_equal(c->nodes[i].applied[k], words[k]);
+    }
+    /* The logs still hold references; once they are gone, only ours remains. */
+    cluster_free(c);
+    free(c);
+    assert_int_equal(shared.refs, 1);
+    assert_int_equal(batch_releases, 0);
+
+    /* Without a leader the whole batch is refused and no reference is kept. */
+    c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    assert_int_equal(rr_rawnode_propose_batch(c->nodes[1].rn, ents, 5), RR_DROPPED);
+    assert_int_equal(shared.refs, 1);
+    cluster_free(c);
+    free(c);
+}
+
 static void test_proposal_without_leader_is_dropped(void **state)
 {
     (void)state;
@@ -439,6 +487,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_election_and_replication_in_order),
+        cmocka_unit_test(test_propose_batch_commits_in_order_and_balances_refs),
         cmocka_unit_test(test_proposal_without_leader_is_dropped),
         cmocka_unit_test(test_forwarding_can_be_disabled),
         cmocka_unit_test(test_candidate_with_stale_log_loses),

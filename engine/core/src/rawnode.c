@@ -181,6 +181,53 @@ int rr_rawnode_propose(rr_rawnode *rn, const uint8_t *data, uint32_t len, rr_buf
     return propose_entry(rn, RR_ENTRY_NORMAL, data, len, buf);
 }
 
+int rr_rawnode_propose_batch(rr_rawnode *rn, const rr_entry *ents, uint32_t n)
+{
+    if (n == 0)
+        return -EINVAL;
+    rr_entry *v = calloc(n, sizeof(*v));
+    if (v == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    uint32_t made = 0;
+    for (; made < n; made++) {
+        const rr_entry *e = &ents[made];
+        if (e->data_len > RR_ENTRY_BYTES_MAX) {
+            rc = -EINVAL;
+            break;
+        }
+        v[made].type = RR_ENTRY_NORMAL;
+        v[made].data_len = e->data_len;
+        v[made].data = e->data;
+        v[made].buf = e->buf;
+        if (e->buf == NULL && e->data_len > 0) {
+            heap_buf *h = heap_buf_new(e->data_len);
+            if (h == NULL) {
+                rc = -ENOMEM;
+                break;
+            }
+            memcpy(h->data, e->data, e->data_len);
+            v[made].data = h->data;
+            v[made].buf = &h->buf; /* our reference, dropped below */
+        } else {
+            rr_buf_ref(e->buf); /* uniform: every v[i] holds one reference we drop */
+        }
+    }
+    if (rc == 0) {
+        rr_message m;
+        memset(&m, 0, sizeof(m));
+        m.type = RR_MSG_PROP;
+        m.from = rn->raft.id;
+        m.entries = v;
+        m.n_entries = n;
+        rc = rr_raft_step(&rn->raft, &m);
+    }
+    for (uint32_t i = 0; i < made; i++)
+        rr_buf_unref(v[i].buf);
+    free(v);
+    return rc;
+}
+
 int rr_rawnode_propose_conf_change(rr_rawnode *rn, const rr_conf_change *cc)
 {
     size_t len = rr_conf_change_encoded_bytes(cc);

@@ -444,6 +444,12 @@ int rr_rawnode_campaign(rr_rawnode *rn);
 /* Proposes data as a normal entry; the core keeps a reference to buf. Returns 0 or
  * RR_DROPPED. */
 int rr_rawnode_propose(rr_rawnode *rn, const uint8_t *data, uint32_t len, rr_buf *buf);
+/* Proposes n normal entries at once (one MsgProp: one append, one broadcast). Each entry's
+ * data, data_len and buf are used (term, index and type are ignored); the core takes its
+ * own reference on each buf, and copies the bytes of an entry whose buf is NULL. All or
+ * nothing: returns 0, RR_DROPPED, -EINVAL (n == 0 or an entry over RR_ENTRY_BYTES_MAX) or
+ * -ENOMEM. */
+int rr_rawnode_propose_batch(rr_rawnode *rn, const rr_entry *ents, uint32_t n);
 /* Proposes a configuration change. Returns 0, RR_DROPPED, or -ENOMEM. */
 int rr_rawnode_propose_conf_change(rr_rawnode *rn, const rr_conf_change *cc);
 /* Applies a committed conf change and returns the new configuration in *cs. */
