@@ -316,6 +316,95 @@ static void test_enter_then_leave_joint(void **state)
     assert_true(accepted > SEEDS / 10);
 }
 
+/* ---- the safety argument of joint consensus (thesis §4.3) -------------------------- */
+
+/* Ids live in 1..8 (random_changes), so a vote set is a bitmask over bits 1..8. */
+#define UNIVERSE_MASKS 512u
+
+static int mask_vote(void *ctx, rr_node_id_t id)
+{
+    uint32_t mask = *(const uint32_t *)ctx;
+    return (int)((mask >> id) & 1u); /* granted, or rejected: no vote is pending */
+}
+
+/* Marks win[m] for every vote set m that wins an election (or commits) under c. */
+static void winning_sets(const rr_joint_config *c, bool win[UNIVERSE_MASKS])
+{
+    for (uint32_t m = 0; m < UNIVERSE_MASKS; m += 2)
+        win[m] = win[m + 1] = rr_joint_vote_result(c, mask_vote, &m) == RR_VOTE_WON;
+}
+
+/* Whether some quorum of a and some quorum of b share no member: then two leaders could
+ * be elected in one term, or an entry committed by one quorum be unknown to the other. */
+static bool disjoint_quorums_exist(const rr_joint_config *a, const rr_joint_config *b)
+{
+    static bool wa[UNIVERSE_MASKS], wb[UNIVERSE_MASKS];
+    winning_sets(a, wa);
+    winning_sets(b, wb);
+    for (uint32_t x = 2; x < UNIVERSE_MASKS; x += 2) {
+        if (!wa[x])
+            continue;
+        for (uint32_t y = 2; y < UNIVERSE_MASKS; y += 2) {
+            if (wb[y] && (x & y) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Every configuration change the changer accepts — simple, entering a joint configuration,
+ * leaving it — moves between configurations whose quorums all intersect, so no moment of a
+ * change allows two disjoint majorities. */
+static void test_no_two_disjoint_quorums_across_changes(void **state)
+{
+    (void)state;
+    uint32_t transitions = 0;
+    for (uint64_t seed = 1; seed <= SEEDS / 4; seed++) {
+        uint64_t rng = seed;
+        rr_tracker t;
+        random_tracker(&rng, &t);
+        for (int step = 0; step < 6; step++) {
+            rr_joint_config before = t.config.voters;
+            rr_conf_change_single ccs[6];
+            uint32_t n = random_changes(&rng, ccs, 6);
+            rr_tracker_change out;
+            const char *err;
+            if (t.config.voters.outgoing.n > 0)
+                err = rr_confchange_leave_joint(&t, 3, &out);
+            else if (rng_below(&rng, 2) == 0)
+                err = rr_confchange_simple(&t, 3, ccs, n, &out);
+            else
+                err = rr_confchange_enter_joint(&t, 3, false, ccs, n, &out);
+            if (err != NULL)
+                continue;
+            rr_tracker_install(&t, &out);
+            transitions++;
+            if (disjoint_quorums_exist(&before, &t.config.voters))
+                fail_msg("seed %llu step %d: a change allows two disjoint quorums",
+                         (unsigned long long)seed, step);
+        }
+        rr_tracker_destroy(&t);
+    }
+    assert_true(transitions > SEEDS / 4); /* the property was exercised */
+
+    /* The check has teeth: replacing two of three voters in one step, which the changer
+     * refuses as a simple change, does allow disjoint quorums ({2,3} and {4,5}). */
+    rr_joint_config old = {0}, swapped = {0};
+    for (rr_node_id_t id = 1; id <= 3; id++)
+        assert_true(rr_id_set_insert(&old.incoming, id));
+    rr_node_id_t ids[] = {1, 4, 5};
+    for (int i = 0; i < 3; i++)
+        assert_true(rr_id_set_insert(&swapped.incoming, ids[i]));
+    assert_true(disjoint_quorums_exist(&old, &swapped));
+    rr_tracker t;
+    rr_tracker_init(&t, 4, 0);
+    assert_null(simple(&t, 0, "v1"));
+    assert_null(simple(&t, 0, "v2"));
+    assert_null(simple(&t, 0, "v3"));
+    assert_non_null(simple(&t, 0, "v4 v5 r2 r3"));
+    rr_tracker_destroy(&t);
+}
+
 /* ---- restore ------------------------------------------------------------------------- */
 
 static void check_restore(const rr_conf_state *cs, uint64_t seed)
@@ -426,6 +515,7 @@ int main(void)
         cmocka_unit_test(test_new_member_progress),
         cmocka_unit_test(test_simple_changes_at_most_one_voter),
         cmocka_unit_test(test_enter_then_leave_joint),
+        cmocka_unit_test(test_no_two_disjoint_quorums_across_changes),
         cmocka_unit_test(test_restore_example),
         cmocka_unit_test(test_restore_roundtrips_reachable_configs),
         cmocka_unit_test(test_conf_change_predicates),
