@@ -467,6 +467,116 @@ static void test_async_leader_counts_own_append_after_ack(void **state)
     free(c);
 }
 
+/* ---- lease reads under clock drift -------------------------------------------------- */
+
+/* One round of a tick-driven run: node i ticks `rate[i]` / 8 times per round (rates in
+ * eighths of the leader's clock), then Readys are handled and messages delivered a few
+ * times: the network is much faster than a tick, as on a LAN with 100 ms ticks. */
+static void tick_round(cluster *c, const uint32_t *rate_eighths, uint32_t round)
+{
+    for (uint32_t i = 0; i < c->n; i++) {
+        /* Ticks due by the end of this round minus those due by its start. */
+        uint32_t due = (round + 1) * rate_eighths[i] / 8 - round * rate_eighths[i] / 8;
+        for (uint32_t k = 0; k < due; k++)
+            rr_rawnode_tick(c->nodes[i].rn);
+    }
+    for (int hop = 0; hop < 4; hop++) {
+        for (uint32_t i = 0; i < c->n; i++)
+            handle_ready(c, i);
+        deliver(c);
+    }
+}
+
+/* Runs a 3-node lease-mode cluster whose followers' clocks run at rate_eighths/8 of the
+ * leader's, partitions the leader, keeps asking it for lease reads, and returns the number
+ * of lease reads it served at or after the round another node became leader. */
+static uint32_t stale_lease_reads(uint32_t follower_rate_eighths, uint64_t seed)
+{
+    cluster *c = calloc(1, sizeof(*c));
+    c->n = 3;
+    for (uint32_t i = 0; i < 3; i++) {
+        tnode *t = &c->nodes[i];
+        t->ms = rr_memstorage_new();
+        rr_snapshot boot;
+        memset(&boot, 0, sizeof(boot));
+        for (rr_node_id_t id = 1; id <= 3; id++)
+            assert_true(rr_id_set_insert(&boot.meta.conf_state.voters, id));
+        assert_int_equal(rr_memstorage_apply_snapshot(t->ms, &boot), 0);
+        rr_config cfg;
+        rr_config_init(&cfg, i + 1, rr_memstorage_storage(t->ms));
+        cfg.rand_seed = seed;
+        cfg.check_quorum = true;
+        cfg.pre_vote = true;
+        cfg.read_only_option = RR_READ_ONLY_LEASE_BASED;
+        assert_int_equal(rr_rawnode_new(&cfg, &t->rn), 0);
+    }
+    uint32_t rates[3] = {8, 8, 8};
+    uint32_t round = 0;
+    /* Let the cluster elect whoever times out first (past the restart vote hold). */
+    uint32_t old = 0;
+    for (; round < 60 && old == 0; round++) {
+        tick_round(c, rates, round);
+        for (uint32_t id = 1; id <= 3; id++) {
+            if (status_of(c, id).soft_state.raft_state == RR_STATE_LEADER)
+                old = id;
+        }
+    }
+    assert_int_not_equal(old, 0);
+    for (int k = 0; k < 4; k++, round++)
+        tick_round(c, rates, round); /* heartbeat rounds: the lease is established */
+
+    for (uint32_t id = 1; id <= 3; id++) {
+        if (id != old)
+            rates[id - 1] = follower_rate_eighths;
+    }
+    for (uint32_t a = 1; a <= 3; a++) {
+        for (uint32_t b = 1; b <= 3; b++)
+            c->cut[a][b] = a != b && (a == old || b == old);
+    }
+    rr_rawnode *leader = c->nodes[old - 1].rn;
+    uint32_t stale = 0;
+    bool other_leader = false;
+    for (int k = 0; k < 60; k++, round++) {
+        uint8_t ctx = (uint8_t)k;
+        assert_int_equal(rr_rawnode_read_index(leader, &ctx, 1), 0);
+        rr_ready rd;
+        if (rr_rawnode_has_ready(leader)) {
+            assert_int_equal(rr_rawnode_ready(leader, &rd), 0);
+            if (other_leader)
+                stale += rd.n_read_states;
+            for (uint32_t m = 0; m < rd.n_messages; m++)
+                rr_message_free(&rd.messages[m]); /* partitioned: lost */
+            rr_ready_free(&rd);
+            rr_rawnode_advance(leader);
+        }
+        tick_round(c, rates, round);
+        for (uint32_t id = 1; id <= 3; id++) {
+            if (id != old && status_of(c, id).soft_state.raft_state == RR_STATE_LEADER)
+                other_leader = true;
+        }
+    }
+    assert_true(other_leader); /* the partition did produce a new leader */
+    cluster_free(c);
+    free(c);
+    return stale;
+}
+
+static void test_lease_reads_safe_within_drift_bound(void **state)
+{
+    (void)state;
+    uint32_t beyond = 0;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        /* Followers up to 12.5 % fast (9/8): the documented bound (limits.h). */
+        if (stale_lease_reads(8, seed) != 0 || stale_lease_reads(9, seed) != 0)
+            fail_msg("seed %llu: stale lease read within the drift bound",
+                     (unsigned long long)seed);
+        beyond += stale_lease_reads(64, seed);
+    }
+    /* Far beyond it (followers 8x fast) the lease cannot hold, and the check sees it: the
+     * test can fail. */
+    assert_true(beyond > 0);
+}
+
 static void test_local_message_from_network_is_refused(void **state)
 {
     (void)state;
@@ -494,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_figure7_leader_repairs_follower_logs),
         cmocka_unit_test(test_figure8_only_current_term_commits_by_counting),
         cmocka_unit_test(test_async_leader_counts_own_append_after_ack),
+        cmocka_unit_test(test_lease_reads_safe_within_drift_bound),
         cmocka_unit_test(test_local_message_from_network_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

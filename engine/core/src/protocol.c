@@ -320,8 +320,45 @@ static void bcast_heartbeat_with_ctx(rr_raft *r, const uint8_t *ctx, uint32_t le
     }
 }
 
+static bool lease_mode(const rr_raft *r)
+{
+    return r->read_only.option == RR_READ_ONLY_LEASE_BASED;
+}
+
+static void put_u64_le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64_le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Lease mode: a numbered heartbeat round; its acknowledgements extend the lease. */
+static void bcast_lease_heartbeat(rr_raft *r)
+{
+    uint64_t round = ++r->lease_round;
+    size_t slot = round % RR_LEASE_ROUNDS;
+    r->lease_rounds[slot].round = round;
+    r->lease_rounds[slot].sent_tick = r->leader_ticks;
+    memset(&r->lease_rounds[slot].acks, 0, sizeof(r->lease_rounds[slot].acks));
+    rr_id_set_insert(&r->lease_rounds[slot].acks, r->id);
+    uint8_t ctx[8];
+    put_u64_le(ctx, round);
+    bcast_heartbeat_with_ctx(r, ctx, sizeof ctx);
+}
+
 static void bcast_heartbeat(rr_raft *r)
 {
+    if (lease_mode(r)) {
+        bcast_lease_heartbeat(r);
+        return;
+    }
     if (r->read_only.n == 0) {
         bcast_heartbeat_with_ctx(r, NULL, 0);
         return;
@@ -332,6 +369,9 @@ static void bcast_heartbeat(rr_raft *r)
 
 static void send_timeout_now(rr_raft *r, rr_node_id_t to)
 {
+    /* The transferee campaigns at once and voters waive their lease check for it: our
+     * lease ends here. */
+    r->lease_expiry_tick = 0;
     rr_message m = new_msg(RR_MSG_TIMEOUT_NOW, to);
     send(r, &m);
 }
@@ -371,6 +411,9 @@ static void reset(rr_raft *r, rr_term_t term)
     r->pending_conf_index = 0;
     r->uncommitted_size_bytes = 0;
     read_only_reset(&r->read_only);
+    r->leader_ticks = 0;
+    r->lease_expiry_tick = 0;
+    memset(r->lease_rounds, 0, sizeof(r->lease_rounds));
 }
 
 static void become_follower(rr_raft *r, rr_term_t term, rr_node_id_t lead)
@@ -664,10 +707,21 @@ static void respond_to_read_index(rr_raft *r, const rr_message *req, rr_index_t 
     send(r, &m);
 }
 
+static bool lease_valid(const rr_raft *r)
+{
+    return r->leader_ticks < r->lease_expiry_tick;
+}
+
 static void send_read_index_response(rr_raft *r, const rr_message *m)
 {
-    if (r->read_only.option == RR_READ_ONLY_LEASE_BASED) {
-        respond_to_read_index(r, m, r->log.committed);
+    if (lease_mode(r)) {
+        if (lease_valid(r)) {
+            respond_to_read_index(r, m, r->log.committed);
+            return;
+        }
+        /* No valid lease (new leader, or acknowledgements lagging): hold the read at
+         * today's commit index until a quorum renews the lease. */
+        read_only_add(&r->read_only, r->log.committed, m);
         return;
     }
     /* Safe: confirm leadership with a heartbeat round carrying the context (§6.4). */
@@ -712,6 +766,40 @@ static void read_only_ack(rr_raft *r, rr_node_id_t from, const uint8_t *ctx, uin
         rr_message_free(&done[i].req);
     }
     free(done);
+}
+
+/* A heartbeat response echoed round number ctx: once a quorum acknowledged that round, the
+ * lease runs from the round's sending; reads held for a lease are answered. */
+static void lease_ack(rr_raft *r, rr_node_id_t from, const uint8_t *ctx, uint32_t len)
+{
+    if (len != 8)
+        return;
+    uint64_t round = get_u64_le(ctx);
+    size_t slot = round % RR_LEASE_ROUNDS;
+    if (r->lease_rounds[slot].round != round || round == 0)
+        return; /* too old: a newer round reused the slot */
+    rr_id_set_insert(&r->lease_rounds[slot].acks, from);
+    if (rr_joint_vote_result(&r->trk.config.voters, acks_vote, &r->lease_rounds[slot].acks) !=
+        RR_VOTE_WON)
+        return;
+    uint64_t e = r->election_timeout_ticks;
+    uint64_t lease = e * RR_LEASE_DRIFT_DIV / (RR_LEASE_DRIFT_DIV + 1);
+    lease = lease > RR_LEASE_SLACK_TICKS ? lease - RR_LEASE_SLACK_TICKS : 0;
+    uint64_t expiry = r->lease_rounds[slot].sent_tick + lease;
+    if (expiry > r->lease_expiry_tick)
+        r->lease_expiry_tick = expiry;
+    if (!lease_valid(r))
+        return;
+    rr_read_only *ro = &r->read_only;
+    size_t n = ro->n;
+    rr_read_request *held = ro->queue;
+    ro->queue = NULL;
+    ro->n = ro->cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        respond_to_read_index(r, &held[i].req, held[i].index);
+        rr_message_free(&held[i].req);
+    }
+    free(held);
 }
 
 /* ---- follower handlers -------------------------------------------------------------- */
@@ -912,7 +1000,11 @@ static void step_leader_heartbeat_resp(rr_raft *r, const rr_message *m, rr_progr
      * were all lost, and moves a caught-up probing follower back to replicate. */
     if (pr->match < rr_log_last_index(&r->log) || pr->state == RR_PROGRESS_PROBE)
         send_append(r, m->from);
-    if (r->read_only.option != RR_READ_ONLY_SAFE || m->context_len == 0)
+    if (lease_mode(r)) {
+        lease_ack(r, m->from, m->context, m->context_len);
+        return;
+    }
+    if (m->context_len == 0)
         return;
     read_only_ack(r, m->from, m->context, m->context_len);
 }
@@ -1116,8 +1208,9 @@ static bool step_higher_term(rr_raft *r, const rr_message *m)
     if (m->type == RR_MSG_VOTE || m->type == RR_MSG_PRE_VOTE) {
         bool force = m->context_len == CAMPAIGN_TRANSFER_LEN &&
                      memcmp(m->context, campaign_transfer_ctx, CAMPAIGN_TRANSFER_LEN) == 0;
-        bool in_lease = r->check_quorum && r->lead != RR_NODE_ID_NONE &&
-                        r->election_elapsed_ticks < r->election_timeout_ticks;
+        bool in_lease = (r->check_quorum && r->lead != RR_NODE_ID_NONE &&
+                         r->election_elapsed_ticks < r->election_timeout_ticks) ||
+                        r->vote_hold_ticks > 0;
         /* Thesis §4.2.3: within the minimum election timeout of hearing from a leader,
          * ignore vote requests: they come from a disruptive (e.g. removed) server. */
         if (!force && in_lease)
@@ -1247,6 +1340,7 @@ static void tick_election(rr_raft *r)
 
 static void tick_heartbeat(rr_raft *r)
 {
+    r->leader_ticks++;
     r->heartbeat_elapsed_ticks++;
     r->election_elapsed_ticks++;
     if (r->election_elapsed_ticks >= r->election_timeout_ticks) {
@@ -1267,6 +1361,8 @@ static void tick_heartbeat(rr_raft *r)
 
 void rr_raft_tick(rr_raft *r)
 {
+    if (r->vote_hold_ticks > 0)
+        r->vote_hold_ticks--;
     if (r->state == RR_STATE_LEADER)
         tick_heartbeat(r);
     else
@@ -1360,6 +1456,8 @@ int rr_raft_init(rr_raft *r, const rr_config *c)
         rr_log_applied_to(&r->log, c->applied, 0);
     }
     become_follower(r, r->term, RR_NODE_ID_NONE);
+    if (lease_mode(r))
+        r->vote_hold_ticks = r->election_timeout_ticks;
     return 0;
 }
 

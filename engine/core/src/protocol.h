@@ -90,6 +90,25 @@ typedef struct rr_raft {
     bool disable_conf_change_validation;
     bool step_down_on_removal;
 
+    /* Leader lease for lease-based reads (thesis §6.4.1). A follower refuses votes for
+     * election_ticks of its own after hearing from the leader, so once a quorum
+     * acknowledged a heartbeat round sent at leader tick t, no other leader can exist
+     * before t + lease (lease shortened for clock drift, limits.h). Rounds are numbered
+     * in the heartbeat context and echoed back; etcd's lease instead trusts CheckQuorum,
+     * which can leave an old leader serving reads up to an election timeout after a new
+     * one could win. */
+    uint64_t leader_ticks; /* ticks since becoming leader */
+    uint64_t lease_round;  /* number of the last heartbeat round sent */
+    struct {
+        uint64_t round;
+        uint64_t sent_tick;
+        rr_id_set acks;
+    } lease_rounds[RR_LEASE_ROUNDS];
+    uint64_t lease_expiry_tick; /* the lease holds while leader_ticks < this */
+    /* A node that restarts has forgotten when it last heard from a leader: in lease mode
+     * it refuses votes for an election timeout, as if it had just heard from one. */
+    uint32_t vote_hold_ticks;
+
     rr_entry_vec scratch; /* reused: entries being appended by a proposal */
 } rr_raft;
 

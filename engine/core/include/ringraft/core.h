@@ -332,8 +332,14 @@ int rr_memstorage_append(rr_memstorage *ms, const rr_entry *ents, size_t n);
  * ------------------------------------------------------------------------------------- */
 
 typedef enum rr_read_only_option {
-    RR_READ_ONLY_SAFE = 0,        /* confirm leadership with a heartbeat round */
-    RR_READ_ONLY_LEASE_BASED = 1, /* trust the lease; requires check_quorum */
+    RR_READ_ONLY_SAFE = 0, /* confirm leadership with a heartbeat round */
+    /* Answer from the leader lease, without a heartbeat round. Requires check_quorum.
+     * Safe while no clock runs faster than the leader's by more than 12.5 % (limits.h):
+     * the lease runs from the sending of the newest heartbeat round a quorum acknowledged,
+     * and a read arriving without a valid lease waits for the next acknowledged round.
+     * (etcd trusts CheckQuorum instead, which can serve stale reads for up to an
+     * election timeout after a new leader could win; tests/unit/test_protocol.c.) */
+    RR_READ_ONLY_LEASE_BASED = 1,
 } rr_read_only_option;
 
 #define RR_NO_LIMIT UINT64_MAX

@@ -27,6 +27,19 @@
 #define RR_INFLIGHT_MSGS_DEFAULT   256
 #define RR_INFLIGHT_MSGS_MAX       65536
 
+/* Leader lease (RR_READ_ONLY_LEASE_BASED reads, thesis §6.4.1). Lease reads are safe as long
+ * as no node's clock runs faster than the leader's by more than 1/RR_LEASE_DRIFT_DIV
+ * (12.5 %): the lease lasts election_ticks * DIV / (DIV + 1) leader ticks, less
+ * RR_LEASE_SLACK_TICKS for tick phase on both sides, from the sending of the newest
+ * heartbeat round a quorum acknowledged. */
+#define RR_LEASE_DRIFT_DIV   8
+#define RR_LEASE_SLACK_TICKS 2
+/* Heartbeat rounds remembered for lease acknowledgements (older ones simply expire). */
+#define RR_LEASE_ROUNDS 8
+
+_Static_assert(RR_ELECTION_TICKS_DEFAULT *RR_LEASE_DRIFT_DIV / (RR_LEASE_DRIFT_DIV + 1) >
+                   RR_LEASE_SLACK_TICKS,
+               "the default election timeout leaves a nonzero lease");
 _Static_assert(RR_NODES_MAX >= 7, "the simulator runs clusters of up to 7 nodes");
 _Static_assert(RR_NODES_MAX <= 64, "vote tallies use a 64-bit mask per configuration");
 _Static_assert(RR_ELECTION_TICKS_DEFAULT > RR_HEARTBEAT_TICKS_DEFAULT,
