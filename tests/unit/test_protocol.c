@@ -30,6 +30,9 @@ typedef struct tnode {
     rr_memstorage *ms;
     uint32_t n_applied;
     char applied[APPLIED_MAX][16]; /* payloads of applied normal entries, in order */
+    uint32_t n_reads;              /* read states seen */
+    rr_index_t last_read_index;
+    uint8_t last_read_ctx;
 } tnode;
 
 typedef struct cluster {
@@ -38,6 +41,7 @@ typedef struct cluster {
     rr_message queue[QUEUE_MAX];
     uint32_t n_queue;
     bool cut[NODES_MAX + 1][NODES_MAX + 1]; /* cut[from][to]: drop messages */
+    bool snap_fails;                        /* the "transport" reports every snapshot as failed */
 } cluster;
 
 static void node_init(cluster *c, uint32_t i, const rr_term_t *terms, size_t n_terms,
@@ -132,6 +136,12 @@ static bool handle_ready(cluster *c, uint32_t i)
     for (uint32_t k = 0; k < rd.n_messages; k++)
         enqueue(c, &rd.messages[k]);
     apply_entries(t, rd.committed_entries, rd.n_committed_entries);
+    for (uint32_t k = 0; k < rd.n_read_states; k++) {
+        t->n_reads++;
+        t->last_read_index = rd.read_states[k].index;
+        t->last_read_ctx =
+            rd.read_states[k].request_ctx_len > 0 ? rd.read_states[k].request_ctx[0] : 0;
+    }
     rr_ready_free(&rd);
     rr_rawnode_advance(t->rn);
     return true;
@@ -148,8 +158,13 @@ static bool deliver(cluster *c)
     c->n_queue = 0;
     for (uint32_t k = 0; k < n; k++) {
         rr_message *m = &batch[k];
-        if (m->to >= 1 && m->to <= c->n && !c->cut[m->from][m->to])
+        bool delivered = m->to >= 1 && m->to <= c->n && !c->cut[m->from][m->to] &&
+                         !(m->type == RR_MSG_SNAP && c->snap_fails);
+        if (delivered)
             (void)rr_rawnode_step(c->nodes[m->to - 1].rn, m);
+        /* A transport streams a snapshot and tells the sender how it went. */
+        if (m->type == RR_MSG_SNAP)
+            rr_rawnode_report_snapshot(c->nodes[m->from - 1].rn, m->to, !delivered);
         rr_message_free(m);
     }
     return true;
@@ -467,6 +482,257 @@ static void test_async_leader_counts_own_append_after_ack(void **state)
     free(c);
 }
 
+/* ---- snapshots ------------------------------------------------------------------------ */
+
+/* Snapshots the leader's applied state and compacts its log behind it. */
+static void compact_leader(cluster *c, uint32_t id)
+{
+    rr_status st = status_of(c, id);
+    static const uint8_t state_bytes[] = "state";
+    assert_int_equal(rr_memstorage_create_snapshot(c->nodes[id - 1].ms, st.applied, &st.config,
+                                                   state_bytes, sizeof state_bytes, NULL),
+                     0);
+    assert_int_equal(rr_memstorage_compact(c->nodes[id - 1].ms, st.applied), 0);
+}
+
+static void elect_one(cluster *c)
+{
+    assert_int_equal(rr_rawnode_campaign(c->nodes[0].rn), 0);
+    stabilize(c);
+    assert_int_equal(status_of(c, 1).soft_state.raft_state, RR_STATE_LEADER);
+}
+
+static void cut_node(cluster *c, uint32_t id, bool cut)
+{
+    for (uint32_t k = 1; k <= c->n; k++) {
+        c->cut[id][k] = cut && k != id;
+        c->cut[k][id] = cut && k != id;
+    }
+}
+
+static void propose_n(cluster *c, uint32_t id, int n)
+{
+    char buf[16];
+    for (int k = 0; k < n; k++) {
+        snprintf(buf, sizeof buf, "p%d", k);
+        assert_int_equal(propose_str(c, id, buf), 0);
+        stabilize(c);
+    }
+}
+
+static void test_snapshot_catches_up_a_follower_behind_compaction(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    elect_one(c);
+    cut_node(c, 3, true);
+    propose_n(c, 1, 10);
+    compact_leader(c, 1); /* node 3 now needs entries the leader no longer has */
+    rr_index_t snap_index = status_of(c, 1).applied;
+    assert_true(status_of(c, 3).hard_state.commit < snap_index);
+
+    cut_node(c, 3, false);
+    propose_n(c, 1, 1); /* the next append finds node 3 behind: it gets the snapshot */
+    rr_rawnode_tick(c->nodes[0].rn);
+    stabilize(c);
+    rr_storage s3 = rr_memstorage_storage(c->nodes[2].ms);
+    assert_true(s3.ops->first_index(s3.ctx) == snap_index + 1); /* restored, not replayed */
+    assert_int_equal(status_of(c, 3).hard_state.commit, status_of(c, 1).hard_state.commit);
+    rr_status st = status_of(c, 1);
+    assert_int_equal(st.progress[2].state, RR_PROGRESS_REPLICATE);
+    assert_int_equal(st.progress[2].match, rr_rawnode_raft(c->nodes[0].rn)->log.committed);
+    cluster_free(c);
+    free(c);
+}
+
+static void test_failed_snapshot_returns_to_probe(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    elect_one(c);
+    cut_node(c, 3, true);
+    propose_n(c, 1, 5);
+    compact_leader(c, 1);
+    cut_node(c, 3, false);
+    c->snap_fails = true;
+    rr_rawnode_tick(c->nodes[0].rn); /* heartbeat -> response -> append -> snapshot */
+    stabilize(c);
+    rr_status st = status_of(c, 1);
+    /* report_snapshot(failure): back to probe, pending snapshot forgotten, paused until the
+     * next heartbeat response. */
+    assert_int_equal(st.progress[2].state, RR_PROGRESS_PROBE);
+    assert_int_equal(st.progress[2].pending_snapshot, 0);
+    c->snap_fails = false;
+    rr_rawnode_tick(c->nodes[0].rn);
+    stabilize(c);
+    assert_int_equal(status_of(c, 1).progress[2].state, RR_PROGRESS_REPLICATE);
+    assert_int_equal(status_of(c, 3).hard_state.commit, status_of(c, 1).hard_state.commit);
+    cluster_free(c);
+    free(c);
+}
+
+/* ---- reads ---------------------------------------------------------------------------- */
+
+static void test_read_index_on_leader_and_forwarded_from_follower(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    elect_one(c);
+    propose_n(c, 1, 3);
+    rr_index_t commit = status_of(c, 1).hard_state.commit;
+
+    uint8_t ctx = 0xA1;
+    assert_int_equal(rr_rawnode_read_index(c->nodes[0].rn, &ctx, 1), 0);
+    assert_int_equal(c->nodes[0].n_reads, 0); /* safe mode: needs a heartbeat quorum first */
+    stabilize(c);
+    assert_int_equal(c->nodes[0].n_reads, 1);
+    assert_int_equal(c->nodes[0].last_read_index, commit);
+    assert_int_equal(c->nodes[0].last_read_ctx, 0xA1);
+
+    ctx = 0xB2;
+    assert_int_equal(rr_rawnode_read_index(c->nodes[2].rn, &ctx, 1), 0);
+    stabilize(c);
+    assert_int_equal(c->nodes[2].n_reads, 1); /* forwarded, confirmed, answered back */
+    assert_int_equal(c->nodes[2].last_read_index, commit);
+    assert_int_equal(c->nodes[2].last_read_ctx, 0xB2);
+
+    /* With the leader cut off from everyone, its read cannot be confirmed. */
+    cut_node(c, 1, true);
+    ctx = 0xC3;
+    assert_int_equal(rr_rawnode_read_index(c->nodes[0].rn, &ctx, 1), 0);
+    stabilize(c);
+    assert_int_equal(c->nodes[0].n_reads, 1);
+    cluster_free(c);
+    free(c);
+}
+
+static void test_read_waits_for_first_commit_of_the_term(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    assert_int_equal(rr_rawnode_campaign(c->nodes[0].rn), 0);
+    /* Win the election but hold back the append acks: the term's empty entry is not
+     * committed, so the leader does not know the commit index yet (thesis §6.4). */
+    handle_ready(c, 0);
+    deliver(c);
+    handle_ready(c, 1);
+    handle_ready(c, 2);
+    deliver(c);
+    assert_int_equal(status_of(c, 1).soft_state.raft_state, RR_STATE_LEADER);
+    uint8_t ctx = 7;
+    assert_int_equal(rr_rawnode_read_index(c->nodes[0].rn, &ctx, 1), 0);
+    handle_ready(c, 0);
+    assert_int_equal(c->nodes[0].n_reads, 0);
+    stabilize(c);
+    assert_int_equal(c->nodes[0].n_reads, 1);
+    assert_true(c->nodes[0].last_read_index >= 1); /* at least the term's first entry */
+    cluster_free(c);
+    free(c);
+}
+
+/* ---- leadership ----------------------------------------------------------------------- */
+
+static void test_transfer_to_up_to_date_and_lagging_followers(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    elect_one(c);
+    rr_rawnode_transfer_leader(c->nodes[0].rn, 2);
+    stabilize(c);
+    assert_int_equal(status_of(c, 2).soft_state.raft_state, RR_STATE_LEADER);
+    assert_int_equal(status_of(c, 1).soft_state.lead, 2);
+
+    /* Node 3 misses entries; a transfer to it first catches it up, then TimeoutNow. */
+    cut_node(c, 3, true);
+    propose_n(c, 2, 3);
+    cut_node(c, 3, false);
+    rr_rawnode_transfer_leader(c->nodes[1].rn, 3);
+    assert_int_equal(propose_str(c, 2, "during"), RR_DROPPED); /* no proposals meanwhile */
+    stabilize(c);
+    assert_int_equal(status_of(c, 3).soft_state.raft_state, RR_STATE_LEADER);
+    cluster_free(c);
+    free(c);
+}
+
+static void test_transfer_to_unreachable_node_aborts_after_election_timeout(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    elect_one(c);
+    cut_node(c, 3, true);
+    rr_rawnode_transfer_leader(c->nodes[0].rn, 3);
+    stabilize(c);
+    assert_int_equal(status_of(c, 1).lead_transferee, 3);
+    assert_int_equal(propose_str(c, 1, "x"), RR_DROPPED);
+    for (int k = 0; k < RR_ELECTION_TICKS_DEFAULT; k++) {
+        rr_rawnode_tick(c->nodes[0].rn);
+        stabilize(c);
+    }
+    assert_int_equal(status_of(c, 1).lead_transferee, 0);
+    assert_int_equal(status_of(c, 1).soft_state.raft_state, RR_STATE_LEADER);
+    assert_int_equal(propose_str(c, 1, "x"), 0);
+    cluster_free(c);
+    free(c);
+}
+
+static void test_forget_leader_and_report_unreachable(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    elect_one(c);
+    rr_rawnode_forget_leader(c->nodes[1].rn);
+    assert_int_equal(status_of(c, 2).soft_state.lead, 0);
+    rr_rawnode_tick(c->nodes[0].rn); /* the next heartbeat re-establishes it */
+    stabilize(c);
+    assert_int_equal(status_of(c, 2).soft_state.lead, 1);
+
+    assert_int_equal(status_of(c, 1).progress[1].state, RR_PROGRESS_REPLICATE);
+    rr_rawnode_report_unreachable(c->nodes[0].rn, 2);
+    assert_int_equal(status_of(c, 1).progress[1].state, RR_PROGRESS_PROBE);
+    cluster_free(c);
+    free(c);
+}
+
+/* ---- membership through the log ------------------------------------------------------- */
+
+static void test_conf_change_adds_learner_then_promotes(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3);
+    elect_one(c);
+    rr_conf_change cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.v1 = true;
+    cc.n_changes = 1;
+    cc.changes[0] = (rr_conf_change_single){.type = RR_CONF_ADD_LEARNER_NODE, .node_id = 4};
+    assert_int_equal(rr_rawnode_propose_conf_change(c->nodes[0].rn, &cc), 0);
+    /* One change pending at a time: a second is turned into an empty entry. */
+    cc.changes[0].node_id = 5;
+    assert_int_equal(rr_rawnode_propose_conf_change(c->nodes[0].rn, &cc), 0);
+    stabilize(c);
+    rr_status st = status_of(c, 1);
+    assert_true(rr_id_set_contains(&st.config.learners, 4));
+    assert_false(rr_id_set_contains(&st.config.learners, 5));
+
+    cc.v1 = false; /* v2, joint with automatic leave */
+    cc.changes[0] = (rr_conf_change_single){.type = RR_CONF_ADD_NODE, .node_id = 4};
+    assert_int_equal(rr_rawnode_propose_conf_change(c->nodes[0].rn, &cc), 0);
+    stabilize(c);
+    st = status_of(c, 1);
+    assert_true(rr_id_set_contains(&st.config.voters, 4));
+    assert_int_equal(st.config.voters_outgoing.n, 0); /* simple change: no joint state */
+    cluster_free(c);
+    free(c);
+}
+
 /* ---- lease reads under clock drift -------------------------------------------------- */
 
 /* One round of a tick-driven run: node i ticks `rate[i]` / 8 times per round (rates in
@@ -604,6 +870,14 @@ int main(void)
         cmocka_unit_test(test_figure7_leader_repairs_follower_logs),
         cmocka_unit_test(test_figure8_only_current_term_commits_by_counting),
         cmocka_unit_test(test_async_leader_counts_own_append_after_ack),
+        cmocka_unit_test(test_snapshot_catches_up_a_follower_behind_compaction),
+        cmocka_unit_test(test_failed_snapshot_returns_to_probe),
+        cmocka_unit_test(test_read_index_on_leader_and_forwarded_from_follower),
+        cmocka_unit_test(test_read_waits_for_first_commit_of_the_term),
+        cmocka_unit_test(test_transfer_to_up_to_date_and_lagging_followers),
+        cmocka_unit_test(test_transfer_to_unreachable_node_aborts_after_election_timeout),
+        cmocka_unit_test(test_forget_leader_and_report_unreachable),
+        cmocka_unit_test(test_conf_change_adds_learner_then_promotes),
         cmocka_unit_test(test_lease_reads_safe_within_drift_bound),
         cmocka_unit_test(test_local_message_from_network_is_refused),
     };
