@@ -79,6 +79,8 @@ typedef enum rr_entry_type {
     RR_ENTRY_CONF_CHANGE_V2 = 2, /* data: rr_conf_change encoded as v2 */
 } rr_entry_type;
 
+/* A log entry. data == NULL is etcd's nil payload and differs from a non-NULL empty one in
+ * rr_entry_size_bytes (so in size limits); encoders keep the distinction. */
 typedef struct rr_entry {
     rr_term_t term;
     rr_index_t index;
@@ -102,7 +104,8 @@ typedef struct rr_entry_vec {
     size_t cap;
 } rr_entry_vec;
 
-/* Appends a copy of *e taking a new reference on e->buf. Returns 0 or -ENOMEM. */
+/* Appends a copy of *e taking a new reference on e->buf. Returns 0 or -ENOMEM. The array
+ * may move: pointers into vec->v are valid until the next push. */
 int rr_entry_vec_push(rr_entry_vec *vec, const rr_entry *e);
 /* Releases every entry's reference, keeps the allocation, sets n = 0. */
 void rr_entry_vec_clear(rr_entry_vec *vec);
@@ -247,7 +250,7 @@ typedef enum rr_msg_type {
 bool rr_msg_is_local(uint8_t type);
 /* True for responses (MsgAppResp, MsgVoteResp, ...). */
 bool rr_msg_is_response(uint8_t type);
-/* etcd's name for the type ("MsgApp"), for traces. */
+/* etcd's name for the type ("MsgApp"), for traces; "MsgUnknown" outside the enum. Static. */
 const char *rr_msg_type_name(uint8_t type);
 
 typedef struct rr_message {
@@ -271,7 +274,8 @@ typedef struct rr_message {
 } rr_message;
 
 /* Frees everything a message owns (entries' references, arrays, snapshot, context,
- * responses) and zeroes it. The struct itself is the caller's. */
+ * responses) and zeroes it. The struct itself is the caller's. Arrays, snapshot and context
+ * must come from malloc (as the core's do); responses nest one level at most. */
 void rr_message_free(rr_message *m);
 /* Deep copy: dst gets its own arrays and its own buffer references. Returns 0 or -ENOMEM. */
 int rr_message_copy(rr_message *dst, const rr_message *src);
@@ -287,7 +291,8 @@ typedef struct rr_storage_ops {
     int (*initial_state)(void *ctx, rr_hard_state *hs, rr_conf_state *cs);
     /* Appends entries [lo, hi) to out, stopping before the total rr_entry_size_bytes
      * exceeds max_bytes — but always at least one entry. Returns 0, RR_ERR_COMPACTED
-     * (lo <= the snapshot index) or RR_ERR_UNAVAILABLE (hi > last + 1). */
+     * (lo <= the snapshot index), RR_ERR_UNAVAILABLE (hi > last + 1) or -ENOMEM. Any other
+     * error is fatal for the core (it asserts). */
     int (*entries)(void *ctx, rr_index_t lo, rr_index_t hi, uint64_t max_bytes, rr_entry_vec *out);
     /* The term of entry i, for i in [first - 1, last]. Returns 0, RR_ERR_COMPACTED or
      * RR_ERR_UNAVAILABLE. */
@@ -317,8 +322,9 @@ rr_storage rr_memstorage_storage(rr_memstorage *ms);
 void rr_memstorage_set_hard_state(rr_memstorage *ms, const rr_hard_state *hs);
 /* Replaces the log with the snapshot's (index, term). Returns 0 or RR_ERR_SNAP_OUT_OF_DATE. */
 int rr_memstorage_apply_snapshot(rr_memstorage *ms, const rr_snapshot *snap);
-/* Makes a snapshot at index i (<= last) with cs and data (a reference is taken). Returns 0
- * or RR_ERR_SNAP_OUT_OF_DATE / RR_ERR_UNAVAILABLE. */
+/* Makes a snapshot at index i (<= last) with cs (NULL keeps the previous configuration, as
+ * etcd does) and data (a reference is taken on buf; with buf NULL, data must outlive the
+ * storage). Returns 0 or RR_ERR_SNAP_OUT_OF_DATE / RR_ERR_UNAVAILABLE. */
 int rr_memstorage_create_snapshot(rr_memstorage *ms, rr_index_t i, const rr_conf_state *cs,
                                   const uint8_t *data, uint64_t len, rr_buf *buf);
 /* Discards entries before index i. Returns 0, RR_ERR_COMPACTED or RR_ERR_UNAVAILABLE. */
@@ -366,7 +372,10 @@ typedef struct rr_config {
     bool async_storage_writes;
 } rr_config;
 
-/* Fills defaults (etcd's): election 10, heartbeat 1, inflight 256, no size limits. */
+/* Fills defaults: election 10 ticks, heartbeat 1, 256 messages in flight, no byte limits
+ * (max_size_per_msg_bytes = RR_NO_LIMIT), rand_seed = id, and — unlike etcd's zero-value
+ * Config, as DESIGN.md chooses — pre_vote and check_quorum on. Safe read-only mode, sync
+ * storage writes. */
 void rr_config_init(rr_config *cfg, rr_node_id_t id, rr_storage storage);
 
 typedef struct rr_read_state {
@@ -438,8 +447,9 @@ typedef struct rr_status {
 
 typedef struct rr_rawnode rr_rawnode;
 
-/* Creates a RawNode from cfg, reading the initial state from cfg->storage. Returns 0 and
- * *out, or -EINVAL (bad config) / -ENOMEM / a storage error. */
+/* Creates a RawNode from cfg, reading the initial state from cfg->storage, which must stay
+ * valid until rr_rawnode_free. Returns 0 and *out, or -EINVAL (bad config, or a hard state
+ * inconsistent with the stored log) / -ENOMEM / a storage error. */
 int rr_rawnode_new(const rr_config *cfg, rr_rawnode **out);
 void rr_rawnode_free(rr_rawnode *rn);
 
@@ -447,8 +457,11 @@ void rr_rawnode_free(rr_rawnode *rn);
 void rr_rawnode_tick(rr_rawnode *rn);
 /* Starts an election (a pre-election with pre_vote). Returns 0. */
 int rr_rawnode_campaign(rr_rawnode *rn);
-/* Proposes data as a normal entry; the core keeps a reference to buf. Returns 0 or
- * RR_DROPPED. */
+/* Proposes data as a normal entry. The core takes its own reference on buf (data must lie
+ * inside it); with buf NULL the bytes are copied. Returns 0, RR_DROPPED (no leader,
+ * forwarding disabled, transfer in progress, uncommitted size limit), -EINVAL (len over
+ * RR_ENTRY_BYTES_MAX) or -ENOMEM. A proposal that returns 0 may still be lost (a leader
+ * change): the application learns the outcome from the committed entries. */
 int rr_rawnode_propose(rr_rawnode *rn, const uint8_t *data, uint32_t len, rr_buf *buf);
 /* Proposes n normal entries at once (one MsgProp: one append, one broadcast). Each entry's
  * data, data_len and buf are used (term, index and type are ignored); the core takes its
@@ -456,28 +469,53 @@ int rr_rawnode_propose(rr_rawnode *rn, const uint8_t *data, uint32_t len, rr_buf
  * nothing: returns 0, RR_DROPPED, -EINVAL (n == 0 or an entry over RR_ENTRY_BYTES_MAX) or
  * -ENOMEM. */
 int rr_rawnode_propose_batch(rr_rawnode *rn, const rr_entry *ents, uint32_t n);
-/* Proposes a configuration change. Returns 0, RR_DROPPED, or -ENOMEM. */
+/* Proposes a configuration change (cc and its context are copied). Returns 0, RR_DROPPED,
+ * or -ENOMEM. A change that fails validation while another is pending (or a joint state
+ * forbids it) still returns 0 but enters the log as an empty normal entry, as in etcd;
+ * disable_conf_change_validation turns that check off. */
 int rr_rawnode_propose_conf_change(rr_rawnode *rn, const rr_conf_change *cc);
-/* Applies a committed conf change and returns the new configuration in *cs. */
+/* Applies a committed conf change (decode the entry with rr_conf_change_decode) and
+ * returns the new configuration in *cs. Call it for every conf change entry the
+ * application applies, in log order. A committed change that cannot apply means the log
+ * is corrupt: the core asserts. */
 void rr_rawnode_apply_conf_change(rr_rawnode *rn, const rr_conf_change *cc, rr_conf_state *cs);
-/* Steps a message received from a peer, or a local storage response in async mode.
- * Borrowed. Returns 0, RR_DROPPED (e.g. a proposal forwarded nowhere), or -EINVAL for a
- * local message type that must not come from the network. */
+/* Steps a message received from a peer, or a local storage response in async mode. m is
+ * borrowed: the core copies and references what it keeps. Returns 0, RR_DROPPED (e.g. a
+ * proposal forwarded nowhere), -EINVAL for a local message type that must not come from
+ * the network, or -ENOENT for a response from a node the configuration does not track. */
 int rr_rawnode_step(rr_rawnode *rn, const rr_message *m);
 
 bool rr_rawnode_has_ready(const rr_rawnode *rn);
-/* Collects the Ready; the caller owns it until rr_ready_free(). Returns 0 or -ENOMEM. */
+/* Collects the Ready (call when rr_rawnode_has_ready). The caller owns it until
+ * rr_ready_free(); it stays valid across later calls on the rawnode. Handing it out
+ * accepts it: the next Ready reports only what changed since. Returns 0. */
 int rr_rawnode_ready(rr_rawnode *rn, rr_ready *rd);
-/* Synchronous mode only: the last Ready has been persisted, sent and applied. */
+/* Synchronous mode only: the last Ready has been persisted, its messages sent and its
+ * committed entries applied. Call exactly once per Ready, before the next rr_rawnode_ready;
+ * it steps the local acknowledgements (the leader's own append, its own vote). */
 void rr_rawnode_advance(rr_rawnode *rn);
 
-/* Requests a linearizable read; the result appears in a Ready's read_states carrying ctx
- * (copied). Returns 0 or RR_DROPPED. */
+/* Requests a linearizable read (ReadIndex, thesis §6.4); the result appears in a later
+ * Ready's read_states carrying ctx (copied, at most RR_READ_CONTEXT_BYTES_MAX bytes;
+ * contexts of outstanding reads must differ). Once the application has applied up to the
+ * read state's index, reads issued before the request may be served. A follower forwards
+ * to the leader; with no leader the request is dropped silently (retry on timeout).
+ * Returns 0, -EINVAL (ctx too long) or -ENOMEM. */
 int rr_rawnode_read_index(rr_rawnode *rn, const uint8_t *ctx, uint32_t ctx_len);
+/* Asks the leader to hand leadership to transferee (thesis §3.10): it catches the target up,
+ * sends MsgTimeoutNow, and refuses proposals meanwhile; the attempt is abandoned after an
+ * election timeout. On a follower the request is forwarded to the leader. */
 void rr_rawnode_transfer_leader(rr_rawnode *rn, rr_node_id_t transferee);
+/* A follower forgets its leader (lead becomes 0) until it hears from one again: lets it
+ * grant votes at once when the application knows the leader is gone. Ignored in lease
+ * mode, where the lease depends on followers remembering. */
 void rr_rawnode_forget_leader(rr_rawnode *rn);
+/* The transport failed to deliver to id: the leader falls back to probing id. */
 void rr_rawnode_report_unreachable(rr_rawnode *rn, rr_node_id_t id);
+/* The transport finished sending a snapshot to id (failed: it did not arrive). On success
+ * the leader waits for id's append response; on failure it probes again later. */
 void rr_rawnode_report_snapshot(rr_rawnode *rn, rr_node_id_t id, bool failed);
+/* Fills *out (no allocation). Progress entries are filled on the leader only. */
 void rr_rawnode_status(const rr_rawnode *rn, rr_status *out);
 
 #ifdef __cplusplus
