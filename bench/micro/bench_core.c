@@ -102,6 +102,9 @@ static void cluster_start(core_cluster *c)
         rr_config cfg;
         rr_config_init(&cfg, i + 1, rr_memstorage_storage(c->ms[i]));
         cfg.max_size_per_msg_bytes = 1u << 20;
+        /* As engine/node runs it: the apply ring bounds what is applying, not a byte
+         * count (etcd's default would reuse the 1 MiB message limit). */
+        cfg.max_committed_size_per_ready_bytes = RR_NO_LIMIT;
         RR_ASSERT(rr_rawnode_new(&cfg, &c->rn[i]) == 0);
     }
     RR_ASSERT(rr_rawnode_campaign(c->rn[0]) == 0);

@@ -491,6 +491,40 @@ static void test_conf_change_encode_needs_room(void **state)
 
 /* Empty data is the zero value, as an empty protobuf is in etcd: the v2 change that leaves a
  * joint configuration (what auto-leave proposes), or v1 "add node 0". */
+static int coalesce_releases;
+static void coalesce_release(rr_buf *b)
+{
+    (void)b;
+    coalesce_releases++;
+}
+
+/* Runs of equal buffers, a NULL buffer between, and a buffer recurring after another: the
+ * coalesced operations count exactly as one ref/unref per entry would. */
+static void test_entries_ref_coalesces_runs_exactly(void **state)
+{
+    (void)state;
+    rr_buf a = {.refs = 1, .release = coalesce_release};
+    rr_buf b = {.refs = 1, .release = coalesce_release};
+    rr_buf *pattern[] = {&a, &a, &a, NULL, &b, &b, &a, NULL, NULL, &b};
+    rr_entry ents[10];
+    memset(ents, 0, sizeof(ents));
+    for (int i = 0; i < 10; i++)
+        ents[i].buf = pattern[i];
+    rr_entries_ref(ents, 10);
+    assert_int_equal(a.refs, 1 + 4);
+    assert_int_equal(b.refs, 1 + 3);
+    rr_entries_unref(ents, 6);
+    assert_int_equal(a.refs, 1 + 1);
+    assert_int_equal(b.refs, 1 + 1);
+    rr_entries_unref(ents + 6, 4);
+    assert_int_equal(a.refs, 1);
+    assert_int_equal(b.refs, 1);
+    assert_int_equal(coalesce_releases, 0);
+    ents[0].buf = &a;
+    rr_entries_unref(ents, 1); /* the last reference: released once */
+    assert_int_equal(coalesce_releases, 1);
+}
+
 static void test_conf_change_decode_empty_is_zero_value(void **state)
 {
     (void)state;
@@ -617,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_config_init_defaults),
         cmocka_unit_test(test_conf_change_roundtrip),
         cmocka_unit_test(test_conf_change_encode_needs_room),
+        cmocka_unit_test(test_entries_ref_coalesces_runs_exactly),
         cmocka_unit_test(test_conf_change_decode_empty_is_zero_value),
         cmocka_unit_test(test_conf_change_decode_rejects_malformed),
         cmocka_unit_test(test_conf_change_decode_fuzz),

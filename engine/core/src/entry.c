@@ -23,6 +23,36 @@ void rr_entry_copy(rr_entry *dst, const rr_entry *src)
     rr_buf_ref(dst->buf);
 }
 
+/* Length of the run of entries from ents[0] sharing ents[0].buf (at most n, capped so the
+ * count fits the reference counter's width). */
+static uint32_t run_length(const rr_entry *ents, size_t n)
+{
+    size_t k = 1;
+    while (k < n && k < UINT32_MAX / 2 && ents[k].buf == ents[0].buf)
+        k++;
+    return (uint32_t)k;
+}
+
+void rr_entries_ref(const rr_entry *ents, size_t n)
+{
+    while (n > 0) {
+        uint32_t k = run_length(ents, n);
+        rr_buf_ref_n(ents[0].buf, k);
+        ents += k;
+        n -= k;
+    }
+}
+
+void rr_entries_unref(const rr_entry *ents, size_t n)
+{
+    while (n > 0) {
+        uint32_t k = run_length(ents, n);
+        rr_buf_unref_n(ents[0].buf, k);
+        ents += k;
+        n -= k;
+    }
+}
+
 /* Bytes of x as a protobuf varint: 7 bits per byte, at least one byte. */
 static uint64_t varint_bytes(uint64_t x)
 {
@@ -44,6 +74,48 @@ uint64_t rr_entry_size_bytes(const rr_entry *e)
     if (e->data != NULL)
         n += 1 + varint_bytes(e->data_len) + e->data_len;
     return n;
+}
+
+uint64_t rr_entries_size_bytes(const rr_entry *ents, size_t n)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += rr_entry_size_bytes(&ents[i]);
+    return total;
+}
+
+uint64_t rr_entries_payload_bytes(const rr_entry *ents, size_t n)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += ents[i].data_len;
+    return total;
+}
+
+size_t rr_entries_within(const rr_entry *ents, size_t n, size_t taken, uint64_t *size_bytes,
+                         uint64_t max_bytes)
+{
+    if (max_bytes == RR_NO_LIMIT)
+        return n;
+    /* Most reads fit their limit whole: one pass over the lengths decides that. */
+    uint64_t bound = *size_bytes + (uint64_t)n * RR_ENTRY_SIZE_OVERHEAD_MAX;
+    for (size_t i = 0; i < n; i++)
+        bound += ents[i].data_len;
+    if (bound <= max_bytes) {
+        *size_bytes += rr_entries_size_bytes(ents, n);
+        return n;
+    }
+    size_t take = 0;
+    uint64_t size = *size_bytes;
+    while (take < n) {
+        uint64_t e_bytes = rr_entry_size_bytes(&ents[take]);
+        if (taken + take > 0 && (size > max_bytes || e_bytes > max_bytes - size))
+            break;
+        size += e_bytes;
+        take++;
+    }
+    *size_bytes = size;
+    return take;
 }
 
 /* ---- entry arrays ---- */
@@ -80,8 +152,8 @@ int rr_entry_vec_push_n(rr_entry_vec *vec, const rr_entry *ents, size_t n)
     int rc = rr_entry_vec_reserve(vec, vec->n + n);
     if (rc != 0)
         return rc;
-    for (size_t i = 0; i < n; i++)
-        rr_entry_copy(&vec->v[vec->n + i], &ents[i]);
+    memcpy(&vec->v[vec->n], ents, n * sizeof(rr_entry));
+    rr_entries_ref(ents, n);
     vec->n += n;
     return 0;
 }
@@ -89,8 +161,7 @@ int rr_entry_vec_push_n(rr_entry_vec *vec, const rr_entry *ents, size_t n)
 void rr_entry_vec_truncate(rr_entry_vec *vec, size_t n)
 {
     RR_ASSERT(n <= vec->n);
-    for (size_t i = n; i < vec->n; i++)
-        rr_entry_clear(&vec->v[i]);
+    rr_entries_unref(vec->v + n, vec->n - n);
     vec->n = n;
 }
 
@@ -99,8 +170,7 @@ void rr_entry_vec_drop_front(rr_entry_vec *vec, size_t k)
     RR_ASSERT(k <= vec->n);
     if (k == 0)
         return;
-    for (size_t i = 0; i < k; i++)
-        rr_entry_clear(&vec->v[i]);
+    rr_entries_unref(vec->v, k);
     memmove(vec->v, vec->v + k, (vec->n - k) * sizeof(rr_entry));
     vec->n -= k;
 }
@@ -135,8 +205,7 @@ void rr_snapshot_copy(rr_snapshot *dst, const rr_snapshot *src)
 
 static void entries_free(rr_entry *ents, uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++)
-        rr_entry_clear(&ents[i]);
+    rr_entries_unref(ents, n);
     free(ents);
 }
 
@@ -185,8 +254,8 @@ static int message_parts_copy(rr_message *dst, const rr_message *src)
         dst->entries = malloc((size_t)src->n_entries * sizeof(rr_entry));
         if (dst->entries == NULL)
             goto nomem;
-        for (uint32_t i = 0; i < src->n_entries; i++)
-            rr_entry_copy(&dst->entries[i], &src->entries[i]);
+        memcpy(dst->entries, src->entries, (size_t)src->n_entries * sizeof(rr_entry));
+        rr_entries_ref(src->entries, src->n_entries);
         dst->n_entries = src->n_entries;
     }
     if (src->snapshot != NULL) {

@@ -354,20 +354,11 @@ bool rr_log_maybe_append(rr_log *l, rr_entry_id prev, rr_index_t commit, const r
 
 /* ---- reading ---- */
 
-/* Appends to out the longest prefix of src[0..want) that keeps the size appended by this
- * slice (already size_bytes, in taken entries) within max_bytes — at least one entry in
- * all (etcd's limitSize). */
+/* Appends to out what a size-limited read takes of src[0..want) (rr_entries_within). */
 static int push_limited(rr_entry_vec *out, const rr_entry *src, size_t want, size_t taken,
                         uint64_t size_bytes, uint64_t max_bytes)
 {
-    size_t take = 0;
-    while (take < want) {
-        uint64_t e_bytes = rr_entry_size_bytes(&src[take]);
-        if (taken + take > 0 && (size_bytes > max_bytes || e_bytes > max_bytes - size_bytes))
-            break;
-        size_bytes += e_bytes;
-        take++;
-    }
+    size_t take = rr_entries_within(src, want, taken, &size_bytes, max_bytes);
     return rr_entry_vec_push_n(out, src, take);
 }
 
@@ -400,7 +391,8 @@ int rr_log_slice(const rr_log *l, rr_index_t lo, rr_index_t hi, uint64_t max_byt
         /* A short answer means the size limit was reached inside storage. */
         if (got < cut - lo || hi <= u->offset)
             return 0;
-        size_bytes = rr_entries_size_bytes(out->v + start, got);
+        if (max_bytes != RR_NO_LIMIT)
+            size_bytes = rr_entries_size_bytes(out->v + start, got);
     }
     rr_index_t from = max_index(lo, u->offset);
     int rc = push_limited(out, &u->entries.v[from - u->offset], (size_t)(hi - from), out->n - start,
@@ -528,7 +520,9 @@ int rr_log_next_committed_ents(const rr_log *l, bool allow_unstable, rr_entry_ve
     rr_index_t hi = rr_log_max_appliable_index(l, allow_unstable) + 1;
     /* Not paused means below the limit (accept_applying / applied_to keep it so). */
     RR_ASSERT(l->applying_ents_bytes < l->max_applying_ents_bytes);
-    uint64_t max_bytes = l->max_applying_ents_bytes - l->applying_ents_bytes;
+    uint64_t max_bytes = l->max_applying_ents_bytes == RR_NO_LIMIT
+                             ? RR_NO_LIMIT
+                             : l->max_applying_ents_bytes - l->applying_ents_bytes;
     int rc = rr_log_slice(l, lo, hi, max_bytes, out);
     if (rc != -ENOMEM)
         RR_ASSERT(rc == 0); /* committed, unapplied entries are never compacted */
@@ -546,6 +540,11 @@ void rr_log_accept_applying(rr_log *l, rr_index_t i, uint64_t bytes, bool allow_
     l->applying_ents_paused = l->applying_ents_bytes >= l->max_applying_ents_bytes ||
                               i < rr_log_max_appliable_index(l, allow_unstable);
     check_invariants(l);
+}
+
+uint64_t rr_log_applying_bytes(const rr_log *l, const rr_entry *ents, size_t n)
+{
+    return l->max_applying_ents_bytes == RR_NO_LIMIT ? 0 : rr_entries_size_bytes(ents, n);
 }
 
 void rr_log_applied_to(rr_log *l, rr_index_t i, uint64_t bytes)
@@ -586,19 +585,3 @@ void rr_log_restore(rr_log *l, const rr_snapshot *snap)
 }
 
 /* ---- sizes ---- */
-
-uint64_t rr_entries_size_bytes(const rr_entry *ents, size_t n)
-{
-    uint64_t total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += rr_entry_size_bytes(&ents[i]);
-    return total;
-}
-
-uint64_t rr_entries_payload_bytes(const rr_entry *ents, size_t n)
-{
-    uint64_t total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += ents[i].data_len;
-    return total;
-}

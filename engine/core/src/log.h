@@ -18,6 +18,7 @@
 #ifndef RR_CORE_LOG_H
 #define RR_CORE_LOG_H
 
+#include "entry_internal.h"
 #include "ringraft/core.h"
 
 /* (index, term) of an entry, etcd's entryID. */
@@ -154,6 +155,9 @@ bool rr_log_has_next_committed_ents(const rr_log *l, bool allow_unstable);
 rr_index_t rr_log_max_appliable_index(const rr_log *l, bool allow_unstable);
 /* The application was handed entries up to i of `bytes` total. */
 void rr_log_accept_applying(rr_log *l, rr_index_t i, uint64_t bytes, bool allow_unstable);
+/* The bytes of ents to account as applying: their sizes when MaxCommittedSizePerReady
+ * limits them, else 0 (no accounting needed, none computed). */
+uint64_t rr_log_applying_bytes(const rr_log *l, const rr_entry *ents, size_t n);
 /* The application applied entries up to i of `bytes` total. */
 void rr_log_applied_to(rr_log *l, rr_index_t i, uint64_t bytes);
 
@@ -176,9 +180,5 @@ void rr_log_stable_snap_to(rr_log *l, rr_index_t i);
 int rr_log_snapshot(const rr_log *l, rr_snapshot *out);
 /* Replaces the log with snap (committed = snap index). Takes a reference. */
 void rr_log_restore(rr_log *l, const rr_snapshot *snap);
-
-/* Entry sizes summed for size limits (rr_entry_size_bytes) and payload sizes (data_len). */
-uint64_t rr_entries_size_bytes(const rr_entry *ents, size_t n);
-uint64_t rr_entries_payload_bytes(const rr_entry *ents, size_t n);
 
 #endif

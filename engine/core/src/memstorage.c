@@ -93,15 +93,8 @@ static int ms_entries(void *ctx, rr_index_t lo, rr_index_t hi, uint64_t max_byte
 
     /* The longest prefix within max_bytes, but at least one entry (etcd's limitSize). */
     const rr_entry *from = &ms->ents.v[lo - offset];
-    size_t want = (size_t)(hi - lo), take = 0;
     uint64_t size_bytes = 0;
-    while (take < want) {
-        uint64_t e_bytes = rr_entry_size_bytes(&from[take]);
-        if (take > 0 && (size_bytes > max_bytes || e_bytes > max_bytes - size_bytes))
-            break;
-        size_bytes += e_bytes;
-        take++;
-    }
+    size_t take = rr_entries_within(from, (size_t)(hi - lo), 0, &size_bytes, max_bytes);
     return rr_entry_vec_push_n(out, from, take);
 }
 

@@ -1298,7 +1298,7 @@ int rr_raft_step(rr_raft *r, const rr_message *m)
     case RR_MSG_STORAGE_APPLY_RESP:
         if (m->n_entries > 0) {
             rr_index_t index = m->entries[m->n_entries - 1].index;
-            applied_to(r, index, rr_entries_size_bytes(m->entries, m->n_entries));
+            applied_to(r, index, rr_log_applying_bytes(&r->log, m->entries, m->n_entries));
             reduce_uncommitted_size(r, rr_entries_payload_bytes(m->entries, m->n_entries));
         }
         return 0;

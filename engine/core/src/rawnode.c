@@ -76,10 +76,8 @@ static rr_entry *copy_entries(const rr_entry *ents, size_t n)
     if (n == 0)
         return NULL;
     rr_entry *v = xcalloc(n, sizeof(*v));
-    for (size_t i = 0; i < n; i++) {
-        v[i] = ents[i];
-        rr_buf_ref(v[i].buf);
-    }
+    memcpy(v, ents, n * sizeof(*v));
+    rr_entries_ref(ents, n);
     return v;
 }
 
@@ -465,7 +463,8 @@ int rr_rawnode_ready(rr_rawnode *rn, rr_ready *rd)
     rr_log_accept_unstable(&r->log);
     if (rd->n_committed_entries > 0) {
         rr_index_t last = rd->committed_entries[rd->n_committed_entries - 1].index;
-        uint64_t bytes = rr_entries_size_bytes(rd->committed_entries, rd->n_committed_entries);
+        uint64_t bytes =
+            rr_log_applying_bytes(&r->log, rd->committed_entries, rd->n_committed_entries);
         rr_log_accept_applying(&r->log, last, bytes, allow_unstable);
     }
     return 0;

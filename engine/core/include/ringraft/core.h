@@ -69,6 +69,18 @@ static inline void rr_buf_unref(rr_buf *buf)
         buf->release(buf);
 }
 
+static inline void rr_buf_ref_n(rr_buf *buf, uint32_t n)
+{
+    if (buf != NULL)
+        __atomic_fetch_add(&buf->refs, n, __ATOMIC_RELAXED);
+}
+
+static inline void rr_buf_unref_n(rr_buf *buf, uint32_t n)
+{
+    if (buf != NULL && __atomic_sub_fetch(&buf->refs, n, __ATOMIC_ACQ_REL) == 0)
+        buf->release(buf);
+}
+
 /* ---------------------------------------------------------------------------------------
  * Log entries, state, configuration
  * ------------------------------------------------------------------------------------- */
@@ -92,6 +104,13 @@ typedef struct rr_entry {
 
 /* Releases the entry's buffer reference and clears it. */
 void rr_entry_clear(rr_entry *e);
+
+/* Takes (releases) one reference per entry of ents[0..n), as n rr_buf_ref (rr_buf_unref)
+ * would, with one atomic operation per run of entries sharing a buffer: the entries of a
+ * batch usually do (a proposal slab, a network receive buffer). Unref leaves the entries'
+ * fields as they are. */
+void rr_entries_ref(const rr_entry *ents, size_t n);
+void rr_entries_unref(const rr_entry *ents, size_t n);
 
 /* Bytes an entry accounts for in size limits (MaxSizePerMsg, MaxCommittedSizePerReady):
  * its encoded size as etcd's protobuf would count it, so limits behave as etcd's. */
