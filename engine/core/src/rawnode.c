@@ -226,6 +226,13 @@ int rr_rawnode_propose_batch(rr_rawnode *rn, const rr_entry *ents, uint32_t n)
     return rc;
 }
 
+void rr_rawnode_last_entry(const rr_rawnode *rn, rr_index_t *index, rr_term_t *term)
+{
+    rr_entry_id last = rr_log_last_entry_id(&rn->raft.log);
+    *index = last.index;
+    *term = last.term;
+}
+
 int rr_rawnode_propose_conf_change(rr_rawnode *rn, const rr_conf_change *cc)
 {
     size_t len = rr_conf_change_encoded_bytes(cc);

@@ -488,6 +488,9 @@ int rr_rawnode_propose(rr_rawnode *rn, const uint8_t *data, uint32_t len, rr_buf
  * nothing: returns 0, RR_DROPPED, -EINVAL (n == 0 or an entry over RR_ENTRY_BYTES_MAX) or
  * -ENOMEM. */
 int rr_rawnode_propose_batch(rr_rawnode *rn, const rr_entry *ents, uint32_t n);
+/* The (index, term) of the last entry in the log, stable or not. Right after a proposal
+ * returned 0 on the leader, its n entries are the last n, with this term. */
+void rr_rawnode_last_entry(const rr_rawnode *rn, rr_index_t *index, rr_term_t *term);
 /* Proposes a configuration change (cc and its context are copied). Returns 0, RR_DROPPED,
  * or -ENOMEM. A change that fails validation while another is pending (or a joint state
  * forbids it) still returns 0 but enters the log as an empty normal entry, as in etcd;

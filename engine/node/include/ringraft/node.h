@@ -1,27 +1,178 @@
 /*
- * node.h: the embedding API of ringraft (rr_node_*) — contract of engine/node (issue 8).
+ * node.h: the embedding API of ringraft (rr_node_*): a replicated, durable log driven by
+ * threads.
  *
- * A node runs the pure core on a raft thread, persists through io/ on an io thread,
- * talks to peers through net/ on a net thread, and applies committed entries on an apply
- * thread; the threads are joined by Concurrency Kit rings and sleep on eventfd/futex
- * when idle (nothing busy-polls forever).
+ * A node runs the pure core (ringraft/core.h) on a raft thread in async-storage mode:
+ *   client threads --propose--> [MPSC ring] --> raft thread (owns the RawNode, batches all
+ *   pending proposals into each Ready, ticks on a timerfd)
+ *   raft thread --> disk (appends + hard state, group commit; durable completions come back)
+ *   raft thread <-> network (messages out; received messages and unreachable reports back)
+ *   raft thread --> [SPSC ring] --> apply thread (runs the state machine, completes
+ *   proposals and read barriers) --> [SPSC ring] --> raft thread (applied acknowledgements)
+ * The leader sends MsgApps while its own append is in flight (thesis §10.2.1). Every thread
+ * sleeps when idle.
  *
- * Contract:
- * - rr_node_create(config, callbacks) / start / stop. Config: node id, peers, data
- *   directory, timing (tick, election and heartbeat ticks), limits (sizes, windows).
- *   Callbacks: apply a batch of committed entries, save and restore snapshots. Stop drains,
- *   fsyncs, joins every thread and frees everything.
- * - Propose with a completion callback, called on the apply thread with the result:
- *   committed at an index, not leader (with a leader hint), or stopped. The payload is
- *   copied once into an engine buffer, or not at all when the caller hands over an rr_buf
- *   with its release callback; the WAL write, every send and the apply callback reference
- *   that same buffer.
- * - A linearizable read barrier (ReadIndex), membership changes (add/remove voter or
- *   learner), leadership transfer, snapshot trigger, stats (per-stage latency and batch
- *   histograms, counters).
- * - Each callback's thread and each buffer's owner are stated at its declaration.
+ * Threads and callbacks:
+ * - rr_node_propose / rr_node_read_barrier / rr_node_add / rr_node_remove /
+ *   rr_node_transfer_leader / rr_node_stats may be called from any thread, concurrently,
+ *   between rr_node_start and rr_node_stop.
+ * - Every completion callback and the apply callback run on the node's apply thread, one at a
+ *   time, in log order. They must not call rr_node_stop; they may call rr_node_propose.
+ *
+ * Buffers:
+ * - rr_node_propose copies the payload once into an engine buffer; rr_node_propose_buf
+ *   takes a caller buffer (rr_buf, released through its release callback when the last
+ *   holder — WAL write, network send, apply — is done) and copies nothing.
+ * - Entries passed to the apply callback are valid during the call only.
+ *
+ * Errors are 0 or -errno (-EAGAIN when a bounded queue is full, -ESHUTDOWN after stop).
  */
 #ifndef RINGRAFT_NODE_H
 #define RINGRAFT_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include "ringraft/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rr_node rr_node;
+
+/* How a proposal (or a membership change, or a read barrier) ended. */
+typedef enum rr_node_status {
+    RR_NODE_COMMITTED = 0,  /* committed and applied at index (read barrier: may read now) */
+    RR_NODE_NOT_LEADER = 1, /* this node is not the leader; leader_hint names it if known */
+    RR_NODE_DROPPED = 2,    /* the leader dropped it (transfer in progress, limits) */
+    RR_NODE_LOST = 3,       /* accepted, then overwritten by a new leader: not applied */
+    RR_NODE_STOPPED = 4,    /* the node stopped first */
+} rr_node_status;
+
+typedef struct rr_node_result {
+    uint8_t status; /* rr_node_status */
+    rr_index_t index;
+    rr_term_t term;
+    rr_node_id_t leader_hint;
+} rr_node_result;
+
+/* Runs on the apply thread. */
+typedef void (*rr_node_done_fn)(void *ctx, const rr_node_result *res);
+
+typedef struct rr_node_callbacks {
+    void *ctx;
+    /* Committed normal entries, in log order, on the apply thread. Required. */
+    void (*apply)(void *ctx, const rr_entry *ents, size_t n);
+} rr_node_callbacks;
+
+/* The node's view of durable storage (io/), narrow so tests can substitute a simulated disk
+ * (STYLE.md habit 12). All calls but fd come from the raft thread. */
+typedef struct rr_node_disk_ops {
+    /* Queues entries (a reference each, held until durable), the hard state if hs is not
+     * NULL, a snapshot if snap is not NULL. Returns a sequence number > 0 that completes
+     * when all of it is durable, or -errno (fatal for the node). */
+    int64_t (*append)(void *ctx, const rr_entry *ents, size_t n, const rr_hard_state *hs,
+                      const rr_snapshot *snap);
+    /* The highest sequence number durable so far (never blocks), or -errno (fatal). */
+    int64_t (*durable)(void *ctx);
+    /* A descriptor that becomes readable when durable() may have advanced; durable()
+     * clears it (the raft thread polls it while sleeping: it must not stay readable). */
+    int (*wait_fd)(void *ctx);
+    /* The core's view of what was appended. */
+    rr_storage (*storage)(void *ctx);
+    void (*close)(void *ctx);
+} rr_node_disk_ops;
+
+/* The node's view of the network (net/). All calls from the raft thread. */
+typedef struct rr_node_net_ops {
+    /* Takes ownership of *m (sent or dropped: the transport reports drops as unreachable). */
+    void (*send)(void *ctx, rr_message *m);
+    /* Pushes queued sends out (once per raft-thread turn). */
+    void (*flush)(void *ctx);
+    /* Moves up to max received messages into out (the caller frees them). */
+    uint32_t (*recv)(void *ctx, rr_message *out, uint32_t max);
+    /* Peers that could not be reached since the last call. */
+    uint32_t (*unreachable)(void *ctx, rr_node_id_t *out, uint32_t max);
+    /* A descriptor that becomes readable when recv or unreachable may return something;
+     * recv clears it. */
+    int (*wait_fd)(void *ctx);
+    void (*close)(void *ctx);
+} rr_node_net_ops;
+
+typedef struct rr_node_config {
+    rr_node_id_t id;
+    /* The initial voters (ids), when the disk holds no configuration yet (first start). */
+    uint32_t n_voters;
+    rr_node_id_t voters[RR_NODES_MAX];
+    uint32_t tick_ms;                /* default 100 */
+    uint32_t election_ticks;         /* default 10 */
+    uint32_t heartbeat_ticks;        /* default 1 */
+    uint64_t max_size_per_msg_bytes; /* default 1 MiB */
+    uint32_t max_inflight_msgs;      /* default 256 */
+    uint32_t propose_ring_capacity;  /* power of two; default 65536 proposals */
+    uint32_t max_batch_entries;      /* proposals per MsgProp; default 4096 */
+    rr_read_only_option read_only;   /* default safe */
+    uint64_t rand_seed;              /* election timeout randomisation; default id */
+    /* Where the node persists and how it talks. Required: engine/node never guesses. */
+    const rr_node_disk_ops *disk;
+    void *disk_ctx;
+    const rr_node_net_ops *net;
+    void *net_ctx;
+} rr_node_config;
+
+void rr_node_config_init(rr_node_config *cfg, rr_node_id_t id);
+
+/* Creates a node (threads not started). Takes ownership of the disk and net contexts (their
+ * close is called by rr_node_free). Returns 0, -EINVAL, -ENOMEM or a storage error. */
+int rr_node_create(const rr_node_config *cfg, const rr_node_callbacks *cb, rr_node **out);
+/* Starts the threads. Returns 0 or -errno. */
+int rr_node_start(rr_node *n);
+/* Stops: no new requests; pending ones complete with RR_NODE_STOPPED; waits for in-flight
+ * disk writes; joins the threads. Idempotent. Requests must not race with it: one submitted
+ * concurrently may be freed by rr_node_free without its callback. */
+void rr_node_stop(rr_node *n);
+/* Stops if needed and frees everything (the disk and net contexts included). */
+void rr_node_free(rr_node *n);
+
+/* Proposes len bytes (copied). done(ctx, res) runs on the apply thread exactly once.
+ * Returns 0 (done will be called), -EINVAL (len over RR_ENTRY_BYTES_MAX), -EAGAIN (the
+ * propose ring is full: back off), -ENOMEM or -ESHUTDOWN (done is not called). */
+int rr_node_propose(rr_node *n, const void *data, uint32_t len, rr_node_done_fn done, void *ctx);
+/* Proposes data inside buf without copying; the node takes a reference on buf. */
+int rr_node_propose_buf(rr_node *n, const uint8_t *data, uint32_t len, rr_buf *buf,
+                        rr_node_done_fn done, void *ctx);
+/* A linearizable read barrier (ReadIndex): done runs once everything committed before the
+ * call has been applied, with status RR_NODE_COMMITTED; the caller may then read its state
+ * machine. Same returns as rr_node_propose. */
+int rr_node_read_barrier(rr_node *n, rr_node_done_fn done, void *ctx);
+/* Membership changes through the log; done runs when the change is applied. */
+int rr_node_add(rr_node *n, rr_node_id_t id, bool learner, rr_node_done_fn done, void *ctx);
+int rr_node_remove(rr_node *n, rr_node_id_t id, rr_node_done_fn done, void *ctx);
+int rr_node_transfer_leader(rr_node *n, rr_node_id_t to);
+
+typedef struct rr_node_stats {
+    rr_node_id_t id;
+    rr_node_id_t leader;
+    rr_term_t term;
+    rr_index_t commit;
+    rr_index_t applied;
+    uint64_t proposals; /* accepted by rr_node_propose */
+    uint64_t entries_applied;
+    uint64_t readies;      /* Ready structs handled */
+    uint64_t disk_appends; /* append calls (each one group of entries) */
+    uint64_t messages_sent;
+    uint64_t messages_received;
+    uint64_t batch_entries_max;
+    /* Latency quantiles, ns: propose -> applied on this node (leader-local proposals). */
+    uint64_t commit_p50_ns, commit_p99_ns, commit_max_ns;
+} rr_node_stats;
+
+/* A consistent-enough snapshot of counters (read without stopping the threads). */
+void rr_node_stats_get(rr_node *n, rr_node_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,0 +1,1018 @@
+/*
+ * node.c: the pipelined runtime. See ringraft/node.h for the picture and the contract.
+ *
+ * The raft thread owns the RawNode (async storage writes). Each turn it drains, in order:
+ * proposals (batched into one MsgProp), received messages and unreachable reports, disk
+ * completions (the responses a MsgStorageAppend carried are released only once the disk
+ * says its sequence number is durable — thesis §3.8), applied acknowledgements, and timer
+ * ticks; then it handles every Ready: messages to peers go out at once, MsgStorageAppend
+ * goes to the disk, MsgStorageApply to the apply thread. When a turn finds nothing to do it
+ * sleeps in poll() on its wake eventfd, the timerfd and the disk's and network's fds.
+ *
+ * Proposals are matched to committed entries by (index, term): the raft thread learns the
+ * index of each accepted proposal right after proposing; when the entry at that index is
+ * committed with the same term the proposal is COMMITTED, with another term it was LOST.
+ */
+#include "ringraft/node.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "histogram.h"
+#include "ring.h"
+#include "ringraft/assert.h"
+
+#define APPLY_RING_CAPACITY 4096u
+#define RECV_BATCH          256u
+#define READY_LOOPS_MAX     64 /* Readys per turn before looking at inputs again */
+
+typedef enum req_kind {
+    REQ_PROPOSE,
+    REQ_READ,
+    REQ_CONF,
+    REQ_TRANSFER,
+} req_kind;
+
+/* A client request. For copied proposals the request is also the payload's buffer: `life`
+ * counts the log/WAL/network holders plus one for the completion. */
+typedef struct request {
+    rr_buf life;
+    uint8_t kind;
+    bool learner;
+    rr_node_done_fn done;
+    void *ctx;
+    uint64_t start_ns;
+    rr_index_t index;
+    rr_term_t term;
+    rr_node_id_t target; /* conf change / transfer */
+    uint64_t read_id;
+    rr_node_result result;
+    const uint8_t *data; /* proposal payload: in payload[] or in an external buffer */
+    uint32_t len;
+    rr_buf *ext_buf; /* rr_node_propose_buf: the caller's buffer */
+    struct request *next;
+    uint8_t payload[];
+} request;
+
+/* Work for the apply thread, and what comes back from it. */
+typedef struct apply_item {
+    rr_entry *ents; /* owned, with references */
+    uint32_t n_ents;
+    rr_message resp; /* MsgStorageApplyResp to step once applied (type 0: none) */
+    request *done;   /* requests to complete after the entries, in order */
+    struct apply_item *next;
+} apply_item;
+
+/* Responses of a MsgStorageAppend, released once seq is durable. */
+typedef struct disk_wait {
+    int64_t seq;
+    rr_message *responses;
+    uint32_t n_responses;
+    struct disk_wait *next;
+} disk_wait;
+
+typedef struct req_list {
+    request *head;
+    request *tail;
+} req_list;
+
+struct rr_node {
+    rr_node_config cfg;
+    rr_node_callbacks cb;
+    rr_rawnode *rn;
+    rr_node_id_t id;
+
+    rr_ring propose_ring; /* MPSC: client threads -> raft thread (request *) */
+    rr_ring apply_ring;   /* SPSC: raft -> apply (apply_item *) */
+    rr_ring applied_ring; /* SPSC: apply -> raft (apply_item *) */
+    rr_wake raft_wake;
+    rr_wake apply_wake;
+    int timer_fd;
+
+    pthread_t raft_thread;
+    pthread_t apply_thread;
+    bool started;
+    uint32_t stopping; /* atomic: set by rr_node_stop */
+    uint32_t closed;   /* atomic: new requests refused */
+
+    /* raft thread only */
+    req_list proposed;    /* accepted proposals and conf changes, by index */
+    req_list reads;       /* read barriers waiting for their read state */
+    req_list ready_reads; /* read barriers with an index, waiting for apply hand-out */
+    disk_wait *disk_head, *disk_tail;
+    int64_t disk_last_seq;
+    rr_index_t handed_index; /* highest index handed to the apply thread */
+    uint64_t next_read_id;
+    rr_soft_state soft;
+    rr_term_t term;
+    rr_index_t commit;
+    rr_entry *batch; /* scratch for proposals, max_batch_entries */
+    request **batch_reqs;
+
+    /* statistics (relaxed atomics: several writers, racy readers) */
+    uint64_t n_proposals, n_applied, n_readies, n_disk_appends, n_sent, n_received;
+    uint64_t batch_max;
+    rr_index_t applied_index;
+    rr_node_id_t leader; /* published copy of soft.lead for other threads */
+    /* Written by the apply thread once per batch, read by rr_node_stats_get: the lock keeps
+     * quantiles consistent and costs one uncontended acquisition per applied batch. */
+    pthread_mutex_t hist_mu;
+    rr_hist commit_ns;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void stat_add(uint64_t *c, uint64_t v)
+{
+    __atomic_fetch_add(c, v, __ATOMIC_RELAXED);
+}
+
+static void req_list_push(req_list *l, request *r)
+{
+    r->next = NULL;
+    if (l->tail != NULL)
+        l->tail->next = r;
+    else
+        l->head = r;
+    l->tail = r;
+}
+
+static request *req_list_pop(req_list *l)
+{
+    request *r = l->head;
+    if (r != NULL) {
+        l->head = r->next;
+        if (l->head == NULL)
+            l->tail = NULL;
+        r->next = NULL;
+    }
+    return r;
+}
+
+/* ---- requests ------------------------------------------------------------------------- */
+
+static void request_release(rr_buf *b)
+{
+    request *r = (request *)((char *)b - offsetof(request, life));
+    if (r->ext_buf != NULL)
+        rr_buf_unref(r->ext_buf);
+    free(r);
+}
+
+static request *request_new(uint8_t kind, uint32_t payload_len, rr_node_done_fn done, void *ctx)
+{
+    request *r = malloc(sizeof(*r) + payload_len);
+    if (r == NULL)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    r->life.refs = 1; /* the completion's reference */
+    r->life.release = request_release;
+    r->kind = kind;
+    r->done = done;
+    r->ctx = ctx;
+    r->start_ns = now_ns();
+    return r;
+}
+
+static int submit(rr_node *n, request *r)
+{
+    if (__atomic_load_n(&n->closed, __ATOMIC_ACQUIRE)) {
+        rr_buf_unref(&r->life);
+        return -ESHUTDOWN;
+    }
+    if (!rr_ring_push_mpsc(&n->propose_ring, r)) {
+        rr_buf_unref(&r->life);
+        return -EAGAIN; /* bounded: the caller backs off */
+    }
+    rr_wake_signal(&n->raft_wake);
+    return 0;
+}
+
+int rr_node_propose(rr_node *n, const void *data, uint32_t len, rr_node_done_fn done, void *ctx)
+{
+    if (len > RR_ENTRY_BYTES_MAX)
+        return -EINVAL;
+    request *r = request_new(REQ_PROPOSE, len, done, ctx);
+    if (r == NULL)
+        return -ENOMEM;
+    if (len > 0)
+        memcpy(r->payload, data, len); /* the one copy on the leader's path */
+    r->data = r->payload;
+    r->len = len;
+    stat_add(&n->n_proposals, 1);
+    return submit(n, r);
+}
+
+int rr_node_propose_buf(rr_node *n, const uint8_t *data, uint32_t len, rr_buf *buf,
+                        rr_node_done_fn done, void *ctx)
+{
+    if (len > RR_ENTRY_BYTES_MAX || buf == NULL)
+        return -EINVAL;
+    request *r = request_new(REQ_PROPOSE, 0, done, ctx);
+    if (r == NULL)
+        return -ENOMEM;
+    rr_buf_ref(buf);
+    r->ext_buf = buf;
+    r->data = data;
+    r->len = len;
+    stat_add(&n->n_proposals, 1);
+    return submit(n, r);
+}
+
+int rr_node_read_barrier(rr_node *n, rr_node_done_fn done, void *ctx)
+{
+    request *r = request_new(REQ_READ, 0, done, ctx);
+    if (r == NULL)
+        return -ENOMEM;
+    return submit(n, r);
+}
+
+int rr_node_add(rr_node *n, rr_node_id_t id, bool learner, rr_node_done_fn done, void *ctx)
+{
+    if (id == RR_NODE_ID_NONE)
+        return -EINVAL;
+    request *r = request_new(REQ_CONF, 0, done, ctx);
+    if (r == NULL)
+        return -ENOMEM;
+    r->target = id;
+    r->learner = learner;
+    r->result.status = 0;
+    r->len = 1; /* add */
+    return submit(n, r);
+}
+
+int rr_node_remove(rr_node *n, rr_node_id_t id, rr_node_done_fn done, void *ctx)
+{
+    if (id == RR_NODE_ID_NONE)
+        return -EINVAL;
+    request *r = request_new(REQ_CONF, 0, done, ctx);
+    if (r == NULL)
+        return -ENOMEM;
+    r->target = id;
+    r->len = 0; /* remove */
+    return submit(n, r);
+}
+
+int rr_node_transfer_leader(rr_node *n, rr_node_id_t to)
+{
+    request *r = request_new(REQ_TRANSFER, 0, NULL, NULL);
+    if (r == NULL)
+        return -ENOMEM;
+    r->target = to;
+    return submit(n, r);
+}
+
+/* ---- hand-off to the apply thread ---------------------------------------------------- */
+
+static void apply_push(rr_node *n, apply_item *it)
+{
+    /* The apply ring is sized so this rarely waits; when it does, the raft thread waits
+     * too: backpressure from the state machine reaches the proposers. */
+    while (!rr_ring_push_spsc(&n->apply_ring, it)) {
+        rr_wake_signal(&n->apply_wake);
+        sched_yield();
+    }
+    rr_wake_signal(&n->apply_wake);
+}
+
+/* Completes reqs (a list, results set) on the apply thread, after what is queued before. */
+static void complete_later(rr_node *n, request *reqs)
+{
+    if (reqs == NULL)
+        return;
+    apply_item *it = calloc(1, sizeof(*it));
+    RR_ASSERT(it != NULL);
+    it->done = reqs;
+    apply_push(n, it);
+}
+
+static void fail_request(request *r, uint8_t status, rr_node_id_t lead, request **out_list)
+{
+    r->result.status = status;
+    r->result.leader_hint = lead;
+    r->next = *out_list;
+    *out_list = r;
+}
+
+/* Requests are completed in reverse order of failure within one list; reverse it so
+ * completion order follows arrival. */
+static request *reverse(request *r)
+{
+    request *out = NULL;
+    while (r != NULL) {
+        request *next = r->next;
+        r->next = out;
+        out = r;
+        r = next;
+    }
+    return out;
+}
+
+/* ---- raft thread: inputs ------------------------------------------------------------- */
+
+static bool is_leader(const rr_node *n)
+{
+    return n->soft.raft_state == RR_STATE_LEADER;
+}
+
+static void propose_conf(rr_node *n, request *r, request **failed)
+{
+    rr_conf_change cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.v1 = true;
+    cc.n_changes = 1;
+    cc.changes[0].node_id = r->target;
+    cc.changes[0].type = r->len == 0  ? RR_CONF_REMOVE_NODE
+                         : r->learner ? RR_CONF_ADD_LEARNER_NODE
+                                      : RR_CONF_ADD_NODE;
+    int rc = rr_rawnode_propose_conf_change(n->rn, &cc);
+    if (rc != 0) {
+        fail_request(r, RR_NODE_DROPPED, n->soft.lead, failed);
+        return;
+    }
+    rr_rawnode_last_entry(n->rn, &r->index, &r->term);
+    req_list_push(&n->proposed, r);
+}
+
+/* Proposes a batch of copied/external payload proposals as one MsgProp. */
+static void propose_batch(rr_node *n, uint32_t count, request **failed)
+{
+    if (count == 0)
+        return;
+    for (uint32_t i = 0; i < count; i++) {
+        request *r = n->batch_reqs[i];
+        memset(&n->batch[i], 0, sizeof(n->batch[i]));
+        n->batch[i].data = r->len > 0 ? r->data : NULL;
+        n->batch[i].data_len = r->len;
+        n->batch[i].buf = r->ext_buf != NULL ? r->ext_buf : &r->life;
+    }
+    int rc = rr_rawnode_propose_batch(n->rn, n->batch, count);
+    if (rc != 0) {
+        for (uint32_t i = 0; i < count; i++)
+            fail_request(n->batch_reqs[i], RR_NODE_DROPPED, n->soft.lead, failed);
+        return;
+    }
+    rr_index_t last;
+    rr_term_t term;
+    rr_rawnode_last_entry(n->rn, &last, &term);
+    for (uint32_t i = 0; i < count; i++) {
+        request *r = n->batch_reqs[i];
+        r->index = last - count + 1 + i;
+        r->term = term;
+        req_list_push(&n->proposed, r);
+    }
+    if (count > n->batch_max)
+        __atomic_store_n(&n->batch_max, count, __ATOMIC_RELAXED);
+}
+
+static bool drain_proposals(rr_node *n)
+{
+    request *failed = NULL;
+    uint32_t count = 0;
+    bool any = false;
+    void *p;
+    while (count < n->cfg.max_batch_entries && rr_ring_pop_mpsc(&n->propose_ring, &p)) {
+        request *r = p;
+        any = true;
+        if (r->kind != REQ_TRANSFER && !is_leader(n)) {
+            fail_request(r, RR_NODE_NOT_LEADER, n->soft.lead, &failed);
+            continue;
+        }
+        switch (r->kind) {
+        case REQ_PROPOSE:
+            n->batch_reqs[count++] = r;
+            break;
+        case REQ_READ: {
+            r->read_id = ++n->next_read_id;
+            uint8_t ctx[8];
+            memcpy(ctx, &r->read_id, sizeof ctx);
+            if (rr_rawnode_read_index(n->rn, ctx, sizeof ctx) != 0)
+                fail_request(r, RR_NODE_DROPPED, n->soft.lead, &failed);
+            else
+                req_list_push(&n->reads, r);
+            break;
+        }
+        case REQ_CONF:
+            propose_batch(n, count, &failed); /* keep log order with earlier proposals */
+            count = 0;
+            propose_conf(n, r, &failed);
+            break;
+        case REQ_TRANSFER:
+            rr_rawnode_transfer_leader(n->rn, r->target);
+            rr_buf_unref(&r->life); /* nobody waits for a transfer */
+            break;
+        }
+    }
+    propose_batch(n, count, &failed);
+    complete_later(n, reverse(failed));
+    return any;
+}
+
+static bool drain_net(rr_node *n)
+{
+    rr_message msgs[RECV_BATCH];
+    bool any = false;
+    uint32_t got;
+    while ((got = n->cfg.net->recv(n->cfg.net_ctx, msgs, RECV_BATCH)) > 0) {
+        any = true;
+        stat_add(&n->n_received, got);
+        for (uint32_t i = 0; i < got; i++) {
+            (void)rr_rawnode_step(n->rn, &msgs[i]); /* strays are refused by the core */
+            rr_message_free(&msgs[i]);
+        }
+    }
+    rr_node_id_t ids[RR_NODES_MAX];
+    while ((got = n->cfg.net->unreachable(n->cfg.net_ctx, ids, RR_NODES_MAX)) > 0) {
+        any = true;
+        for (uint32_t i = 0; i < got; i++)
+            rr_rawnode_report_unreachable(n->rn, ids[i]);
+    }
+    return any;
+}
+
+/* Releases the responses of every append the disk reports durable. */
+static bool drain_disk(rr_node *n)
+{
+    if (n->disk_head == NULL)
+        return false;
+    int64_t durable = n->cfg.disk->durable(n->cfg.disk_ctx);
+    /* A failed fsync leaves the log in an unknown state: the replica must stop rather than
+     * acknowledge anything (STYLE.md habit 4). */
+    RR_ASSERT(durable >= 0);
+    bool any = false;
+    while (n->disk_head != NULL && n->disk_head->seq <= durable) {
+        disk_wait *w = n->disk_head;
+        n->disk_head = w->next;
+        if (n->disk_head == NULL)
+            n->disk_tail = NULL;
+        for (uint32_t i = 0; i < w->n_responses; i++) {
+            rr_message *m = &w->responses[i];
+            if (m->to == n->id) {
+                (void)rr_rawnode_step(n->rn, m);
+                rr_message_free(m);
+            } else {
+                n->cfg.net->send(n->cfg.net_ctx, m);
+                stat_add(&n->n_sent, 1);
+            }
+        }
+        free(w->responses);
+        free(w);
+        any = true;
+    }
+    return any;
+}
+
+static bool drain_applied(rr_node *n)
+{
+    void *p;
+    bool any = false;
+    while (rr_ring_pop_spsc(&n->applied_ring, &p)) {
+        apply_item *it = p;
+        if (it->resp.type == RR_MSG_STORAGE_APPLY_RESP)
+            (void)rr_rawnode_step(n->rn, &it->resp);
+        rr_message_free(&it->resp);
+        free(it);
+        any = true;
+    }
+    return any;
+}
+
+static bool drain_timer(rr_node *n)
+{
+    uint64_t expirations = 0;
+    if (read(n->timer_fd, &expirations, sizeof expirations) != (ssize_t)sizeof expirations)
+        return false;
+    for (uint64_t i = 0; i < expirations; i++)
+        rr_rawnode_tick(n->rn);
+    return expirations > 0;
+}
+
+/* ---- raft thread: Ready -------------------------------------------------------------- */
+
+static void disk_append(rr_node *n, rr_message *m)
+{
+    rr_hard_state hs = {.term = m->term, .vote = m->vote, .commit = m->commit};
+    bool has_hs = hs.term != 0 || hs.vote != 0 || hs.commit != 0;
+    int64_t seq = n->disk_last_seq;
+    if (m->n_entries > 0 || has_hs || m->snapshot != NULL) {
+        seq = n->cfg.disk->append(n->cfg.disk_ctx, m->entries, m->n_entries, has_hs ? &hs : NULL,
+                                  m->snapshot);
+        RR_ASSERT(seq > 0); /* a disk that cannot queue writes stops the replica */
+        n->disk_last_seq = seq;
+        stat_add(&n->n_disk_appends, 1);
+    }
+    if (m->n_responses == 0)
+        return;
+    disk_wait *w = calloc(1, sizeof(*w));
+    RR_ASSERT(w != NULL);
+    w->seq = seq; /* responses-only: wait for everything written before */
+    w->responses = m->responses;
+    w->n_responses = m->n_responses;
+    m->responses = NULL;
+    m->n_responses = 0;
+    if (n->disk_tail != NULL)
+        n->disk_tail->next = w;
+    else
+        n->disk_head = w;
+    n->disk_tail = w;
+}
+
+/* Completes the proposals whose entries are among ents (committed), applies conf changes
+ * to the RawNode, and hands everything to the apply thread. */
+static void hand_to_apply(rr_node *n, rr_message *m)
+{
+    apply_item *it = calloc(1, sizeof(*it));
+    RR_ASSERT(it != NULL);
+    request *done = NULL;
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        const rr_entry *e = &m->entries[i];
+        while (n->proposed.head != NULL && n->proposed.head->index <= e->index) {
+            request *r = req_list_pop(&n->proposed);
+            bool ok = r->index == e->index && r->term == e->term;
+            r->result.status = ok ? RR_NODE_COMMITTED : RR_NODE_LOST;
+            r->result.index = r->index;
+            r->result.term = r->term;
+            r->result.leader_hint = n->soft.lead;
+            r->next = done;
+            done = r;
+        }
+        if (e->type != RR_ENTRY_NORMAL) {
+            /* Configuration changes take effect in the RawNode as they are handed out
+             * for application, in log order. */
+            rr_conf_change cc;
+            if (rr_conf_change_decode(e->data, e->data_len, e->type == RR_ENTRY_CONF_CHANGE, &cc) ==
+                0) {
+                rr_conf_state cs;
+                rr_rawnode_apply_conf_change(n->rn, &cc, &cs);
+            }
+        }
+    }
+    if (m->n_entries > 0)
+        n->handed_index = m->entries[m->n_entries - 1].index;
+    it->ents = m->entries;
+    it->n_ents = m->n_entries;
+    m->entries = NULL;
+    m->n_entries = 0;
+    if (m->n_responses == 1) {
+        it->resp = m->responses[0];
+        memset(&m->responses[0], 0, sizeof(m->responses[0]));
+    }
+    it->done = reverse(done);
+    apply_push(n, it);
+
+    /* Read barriers whose index is now handed out complete after these entries. */
+    request *reads = NULL;
+    while (n->ready_reads.head != NULL && n->ready_reads.head->index <= n->handed_index) {
+        request *r = req_list_pop(&n->ready_reads);
+        r->result.status = RR_NODE_COMMITTED;
+        r->result.index = r->index;
+        r->next = reads;
+        reads = r;
+    }
+    complete_later(n, reverse(reads));
+}
+
+static void match_read_states(rr_node *n, const rr_ready *rd)
+{
+    for (uint32_t i = 0; i < rd->n_read_states; i++) {
+        const rr_read_state *rs = &rd->read_states[i];
+        uint64_t id = 0;
+        if (rs->request_ctx_len != sizeof id)
+            continue;
+        memcpy(&id, rs->request_ctx, sizeof id);
+        /* Read states come back in request order: earlier requests without one were
+         * dropped (leadership moved) and never will get one. */
+        request *failed = NULL;
+        while (n->reads.head != NULL && n->reads.head->read_id <= id) {
+            request *r = req_list_pop(&n->reads);
+            if (r->read_id == id) {
+                r->index = rs->index;
+                req_list_push(&n->ready_reads, r);
+            } else {
+                fail_request(r, RR_NODE_NOT_LEADER, n->soft.lead, &failed);
+            }
+        }
+        complete_later(n, reverse(failed));
+    }
+    /* A read state whose index is already handed out completes at once. */
+    if (n->ready_reads.head != NULL && n->ready_reads.head->index <= n->handed_index) {
+        rr_message none;
+        memset(&none, 0, sizeof(none));
+        hand_to_apply(n, &none);
+    }
+}
+
+static void handle_ready(rr_node *n)
+{
+    rr_ready rd;
+    int rc = rr_rawnode_ready(n->rn, &rd);
+    RR_ASSERT(rc == 0);
+    stat_add(&n->n_readies, 1);
+    if (rd.has_soft_state) {
+        n->soft = rd.soft_state;
+        __atomic_store_n(&n->leader, rd.soft_state.lead, __ATOMIC_RELAXED);
+    }
+    for (uint32_t i = 0; i < rd.n_messages; i++) {
+        rr_message *m = &rd.messages[i];
+        if (m->to == RR_LOCAL_APPEND_THREAD) {
+            disk_append(n, m);
+        } else if (m->to == RR_LOCAL_APPLY_THREAD) {
+            hand_to_apply(n, m);
+        } else {
+            n->cfg.net->send(n->cfg.net_ctx, m); /* takes the message */
+            memset(m, 0, sizeof(*m));
+            stat_add(&n->n_sent, 1);
+        }
+    }
+    match_read_states(n, &rd);
+    rr_ready_free(&rd);
+}
+
+/* Leadership lost: pending reads can no longer be confirmed here. */
+static void fail_reads_if_not_leader(rr_node *n)
+{
+    if (is_leader(n) || n->reads.head == NULL)
+        return;
+    request *failed = NULL;
+    request *r;
+    while ((r = req_list_pop(&n->reads)) != NULL)
+        fail_request(r, RR_NODE_NOT_LEADER, n->soft.lead, &failed);
+    complete_later(n, reverse(failed));
+}
+
+static void update_status(rr_node *n)
+{
+    rr_status st;
+    rr_rawnode_status(n->rn, &st);
+    __atomic_store_n(&n->term, st.hard_state.term, __ATOMIC_RELAXED);
+    __atomic_store_n(&n->commit, st.hard_state.commit, __ATOMIC_RELAXED);
+}
+
+static bool raft_turn(rr_node *n)
+{
+    bool any = drain_proposals(n);
+    any |= drain_net(n);
+    any |= drain_disk(n);
+    any |= drain_applied(n);
+    any |= drain_timer(n);
+    for (int k = 0; k < READY_LOOPS_MAX && rr_rawnode_has_ready(n->rn); k++) {
+        handle_ready(n);
+        any = true;
+    }
+    fail_reads_if_not_leader(n);
+    n->cfg.net->flush(n->cfg.net_ctx);
+    if (any)
+        update_status(n);
+    return any;
+}
+
+static void raft_sleep(rr_node *n)
+{
+    rr_wake_prepare(&n->raft_wake);
+    if (rr_ring_size(&n->propose_ring) > 0 || rr_ring_size(&n->applied_ring) > 0 ||
+        __atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE)) {
+        rr_wake_done(&n->raft_wake);
+        return;
+    }
+    struct pollfd fds[4] = {
+        {.fd = n->raft_wake.fd, .events = POLLIN},
+        {.fd = n->timer_fd, .events = POLLIN},
+        {.fd = n->cfg.disk->wait_fd(n->cfg.disk_ctx), .events = POLLIN},
+        {.fd = n->cfg.net->wait_fd(n->cfg.net_ctx), .events = POLLIN},
+    };
+    (void)poll(fds, 4, -1);
+    rr_wake_done(&n->raft_wake);
+}
+
+/* Stopping: refuse and fail everything pending; wait until the disk has everything. */
+static void raft_shutdown(rr_node *n)
+{
+    __atomic_store_n(&n->closed, 1, __ATOMIC_RELEASE);
+    request *failed = NULL;
+    void *p;
+    while (rr_ring_pop_mpsc(&n->propose_ring, &p)) {
+        request *r = p;
+        if (r->kind == REQ_TRANSFER)
+            rr_buf_unref(&r->life);
+        else
+            fail_request(r, RR_NODE_STOPPED, n->soft.lead, &failed);
+    }
+    request *r;
+    while ((r = req_list_pop(&n->proposed)) != NULL)
+        fail_request(r, RR_NODE_STOPPED, n->soft.lead, &failed);
+    while ((r = req_list_pop(&n->reads)) != NULL)
+        fail_request(r, RR_NODE_STOPPED, n->soft.lead, &failed);
+    while ((r = req_list_pop(&n->ready_reads)) != NULL)
+        fail_request(r, RR_NODE_STOPPED, n->soft.lead, &failed);
+    complete_later(n, reverse(failed));
+    /* Writes already queued complete (or fail loudly) before the files close. */
+    while (n->disk_head != NULL) {
+        if (!drain_disk(n)) {
+            struct pollfd fd = {.fd = n->cfg.disk->wait_fd(n->cfg.disk_ctx), .events = POLLIN};
+            (void)poll(&fd, 1, 10);
+        }
+    }
+    n->cfg.net->flush(n->cfg.net_ctx);
+}
+
+static void *raft_main(void *arg)
+{
+    rr_node *n = arg;
+    while (!__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE)) {
+        if (!raft_turn(n))
+            raft_sleep(n);
+    }
+    raft_shutdown(n);
+    return NULL;
+}
+
+/* ---- apply thread ---------------------------------------------------------------------- */
+
+static void apply_item_run(rr_node *n, apply_item *it)
+{
+    /* The state machine sees normal entries with a payload; empty entries (a new leader's)
+     * and conf changes are the engine's. */
+    uint32_t i = 0;
+    while (i < it->n_ents) {
+        uint32_t j = i;
+        while (j < it->n_ents && it->ents[j].type == RR_ENTRY_NORMAL && it->ents[j].data_len > 0)
+            j++;
+        if (j > i)
+            n->cb.apply(n->cb.ctx, &it->ents[i], j - i);
+        i = j == i ? i + 1 : j;
+    }
+    if (it->n_ents > 0) {
+        stat_add(&n->n_applied, it->n_ents);
+        __atomic_store_n(&n->applied_index, it->ents[it->n_ents - 1].index, __ATOMIC_RELAXED);
+    }
+    uint64_t t = now_ns();
+    pthread_mutex_lock(&n->hist_mu);
+    for (request *q = it->done; q != NULL; q = q->next) {
+        if (q->kind == REQ_PROPOSE && q->result.status == RR_NODE_COMMITTED)
+            rr_hist_record(&n->commit_ns, t - q->start_ns);
+    }
+    pthread_mutex_unlock(&n->hist_mu);
+    request *r = it->done;
+    while (r != NULL) {
+        request *next = r->next;
+        if (r->done != NULL)
+            r->done(r->ctx, &r->result);
+        rr_buf_unref(&r->life);
+        r = next;
+    }
+    it->done = NULL;
+    rr_entries_unref(it->ents, it->n_ents);
+    free(it->ents);
+    it->ents = NULL;
+    it->n_ents = 0;
+}
+
+static void *apply_main(void *arg)
+{
+    rr_node *n = arg;
+    for (;;) {
+        void *p;
+        if (rr_ring_pop_spsc(&n->apply_ring, &p)) {
+            apply_item *it = p;
+            apply_item_run(n, it);
+            if (it->resp.type != 0) {
+                while (!rr_ring_push_spsc(&n->applied_ring, it))
+                    sched_yield();
+                rr_wake_signal(&n->raft_wake);
+            } else {
+                free(it);
+            }
+            continue;
+        }
+        /* Stop once the raft thread has exited and everything it queued is done. */
+        if (__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) == 2)
+            break;
+        rr_wake_prepare(&n->apply_wake);
+        if (rr_ring_size(&n->apply_ring) > 0 ||
+            __atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) == 2) {
+            rr_wake_done(&n->apply_wake);
+            continue;
+        }
+        (void)rr_wake_block(&n->apply_wake, -1);
+    }
+    return NULL;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------- */
+
+void rr_node_config_init(rr_node_config *cfg, rr_node_id_t id)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->id = id;
+    cfg->tick_ms = 100;
+    cfg->election_ticks = RR_ELECTION_TICKS_DEFAULT;
+    cfg->heartbeat_ticks = RR_HEARTBEAT_TICKS_DEFAULT;
+    cfg->max_size_per_msg_bytes = 1u << 20;
+    cfg->max_inflight_msgs = RR_INFLIGHT_MSGS_DEFAULT;
+    cfg->propose_ring_capacity = 1u << 16;
+    cfg->max_batch_entries = 4096;
+    cfg->read_only = RR_READ_ONLY_SAFE;
+    cfg->rand_seed = id;
+}
+
+/* Writes the initial configuration on a first start (empty disk). */
+static int bootstrap(const rr_node_config *cfg)
+{
+    rr_storage s = cfg->disk->storage(cfg->disk_ctx);
+    rr_hard_state hs;
+    rr_conf_state cs;
+    int rc = s.ops->initial_state(s.ctx, &hs, &cs);
+    if (rc != 0)
+        return rc;
+    if (cs.voters.n > 0 || cs.learners.n > 0 || cfg->n_voters == 0)
+        return 0; /* restarted, or joining (the configuration arrives by snapshot) */
+    rr_snapshot snap;
+    memset(&snap, 0, sizeof(snap));
+    for (uint32_t i = 0; i < cfg->n_voters; i++) {
+        if (!rr_id_set_insert(&snap.meta.conf_state.voters, cfg->voters[i]))
+            return -EINVAL;
+    }
+    /* Like etcd's bootstrap: a snapshot at index 1, term 1, carrying the configuration. */
+    snap.meta.index = 1;
+    snap.meta.term = 1;
+    int64_t seq = cfg->disk->append(cfg->disk_ctx, NULL, 0, NULL, &snap);
+    if (seq < 0)
+        return (int)seq;
+    while (cfg->disk->durable(cfg->disk_ctx) < seq) {
+        struct pollfd fd = {.fd = cfg->disk->wait_fd(cfg->disk_ctx), .events = POLLIN};
+        (void)poll(&fd, 1, 10);
+    }
+    return 0;
+}
+
+int rr_node_create(const rr_node_config *cfg, const rr_node_callbacks *cb, rr_node **out)
+{
+    if (cfg->disk == NULL || cfg->net == NULL || cb->apply == NULL || cfg->tick_ms == 0 ||
+        cfg->max_batch_entries == 0)
+        return -EINVAL;
+    rr_node *n = calloc(1, sizeof(*n));
+    if (n == NULL)
+        return -ENOMEM;
+    n->cfg = *cfg;
+    n->cb = *cb;
+    n->id = cfg->id;
+    n->timer_fd = -1;
+    n->raft_wake.fd = n->apply_wake.fd = -1;
+    rr_hist_reset(&n->commit_ns);
+    pthread_mutex_init(&n->hist_mu, NULL);
+    int rc = bootstrap(cfg);
+    if (rc == 0)
+        rc = rr_ring_init(&n->propose_ring, cfg->propose_ring_capacity);
+    if (rc == 0)
+        rc = rr_ring_init(&n->apply_ring, APPLY_RING_CAPACITY);
+    if (rc == 0)
+        rc = rr_ring_init(&n->applied_ring, APPLY_RING_CAPACITY);
+    if (rc == 0)
+        rc = rr_wake_init(&n->raft_wake);
+    if (rc == 0)
+        rc = rr_wake_init(&n->apply_wake);
+    n->batch = calloc(cfg->max_batch_entries, sizeof(*n->batch));
+    n->batch_reqs = calloc(cfg->max_batch_entries, sizeof(*n->batch_reqs));
+    if (rc == 0 && (n->batch == NULL || n->batch_reqs == NULL))
+        rc = -ENOMEM;
+    if (rc == 0) {
+        rr_config rc_cfg;
+        rr_config_init(&rc_cfg, cfg->id, cfg->disk->storage(cfg->disk_ctx));
+        rc_cfg.election_ticks = cfg->election_ticks;
+        rc_cfg.heartbeat_ticks = cfg->heartbeat_ticks;
+        rc_cfg.max_size_per_msg_bytes = cfg->max_size_per_msg_bytes;
+        rc_cfg.max_inflight_msgs = cfg->max_inflight_msgs;
+        rc_cfg.max_committed_size_per_ready_bytes = RR_NO_LIMIT; /* the apply ring bounds it */
+        rc_cfg.read_only_option = cfg->read_only;
+        rc_cfg.rand_seed = cfg->rand_seed;
+        rc_cfg.async_storage_writes = true;
+        rc = rr_rawnode_new(&rc_cfg, &n->rn);
+    }
+    if (rc != 0) {
+        n->cfg.disk = NULL; /* the caller keeps its contexts when creation fails */
+        n->cfg.net = NULL;
+        rr_node_free(n);
+        return rc;
+    }
+    *out = n;
+    return 0;
+}
+
+int rr_node_start(rr_node *n)
+{
+    n->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (n->timer_fd < 0)
+        return -errno;
+    struct itimerspec its;
+    memset(&its, 0, sizeof(its));
+    its.it_interval.tv_sec = n->cfg.tick_ms / 1000;
+    its.it_interval.tv_nsec = (long)(n->cfg.tick_ms % 1000) * 1000000L;
+    its.it_value = its.it_interval;
+    if (timerfd_settime(n->timer_fd, 0, &its, NULL) != 0)
+        return -errno;
+    int rc = pthread_create(&n->apply_thread, NULL, apply_main, n);
+    if (rc != 0)
+        return -rc;
+    rc = pthread_create(&n->raft_thread, NULL, raft_main, n);
+    if (rc != 0) {
+        __atomic_store_n(&n->stopping, 2, __ATOMIC_RELEASE);
+        rr_wake_signal(&n->apply_wake);
+        pthread_join(n->apply_thread, NULL);
+        return -rc;
+    }
+    n->started = true;
+    return 0;
+}
+
+void rr_node_stop(rr_node *n)
+{
+    if (!n->started)
+        return;
+    __atomic_store_n(&n->stopping, 1, __ATOMIC_RELEASE);
+    rr_wake_signal(&n->raft_wake);
+    /* The raft thread may sleep in poll with `sleeping` unset between turns: nudge the
+     * eventfd directly as well. */
+    uint64_t one = 1;
+    (void)!write(n->raft_wake.fd, &one, sizeof one);
+    pthread_join(n->raft_thread, NULL);
+    __atomic_store_n(&n->stopping, 2, __ATOMIC_RELEASE);
+    (void)!write(n->apply_wake.fd, &one, sizeof one);
+    pthread_join(n->apply_thread, NULL);
+    n->started = false;
+}
+
+void rr_node_free(rr_node *n)
+{
+    if (n == NULL)
+        return;
+    rr_node_stop(n);
+    void *p;
+    if (n->propose_ring.buf != NULL) {
+        while (rr_ring_pop_mpsc(&n->propose_ring, &p))
+            rr_buf_unref(&((request *)p)->life); /* raced with stop: see node.h */
+    }
+    if (n->applied_ring.buf != NULL) {
+        while (rr_ring_pop_spsc(&n->applied_ring, &p)) {
+            apply_item *it = p;
+            rr_message_free(&it->resp);
+            free(it);
+        }
+    }
+    while (n->disk_head != NULL) {
+        disk_wait *w = n->disk_head;
+        n->disk_head = w->next;
+        for (uint32_t i = 0; i < w->n_responses; i++)
+            rr_message_free(&w->responses[i]);
+        free(w->responses);
+        free(w);
+    }
+    rr_rawnode_free(n->rn);
+    if (n->cfg.net != NULL)
+        n->cfg.net->close(n->cfg.net_ctx);
+    if (n->cfg.disk != NULL)
+        n->cfg.disk->close(n->cfg.disk_ctx);
+    rr_ring_destroy(&n->propose_ring);
+    rr_ring_destroy(&n->apply_ring);
+    rr_ring_destroy(&n->applied_ring);
+    rr_wake_destroy(&n->raft_wake);
+    rr_wake_destroy(&n->apply_wake);
+    if (n->timer_fd >= 0)
+        close(n->timer_fd);
+    free(n->batch);
+    free(n->batch_reqs);
+    pthread_mutex_destroy(&n->hist_mu);
+    free(n);
+}
+
+void rr_node_stats_get(rr_node *n, rr_node_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = n->id;
+    out->leader = __atomic_load_n(&n->leader, __ATOMIC_RELAXED);
+    out->term = __atomic_load_n(&n->term, __ATOMIC_RELAXED);
+    out->commit = __atomic_load_n(&n->commit, __ATOMIC_RELAXED);
+    out->applied = __atomic_load_n(&n->applied_index, __ATOMIC_RELAXED);
+    out->proposals = __atomic_load_n(&n->n_proposals, __ATOMIC_RELAXED);
+    out->entries_applied = __atomic_load_n(&n->n_applied, __ATOMIC_RELAXED);
+    out->readies = __atomic_load_n(&n->n_readies, __ATOMIC_RELAXED);
+    out->disk_appends = __atomic_load_n(&n->n_disk_appends, __ATOMIC_RELAXED);
+    out->messages_sent = __atomic_load_n(&n->n_sent, __ATOMIC_RELAXED);
+    out->messages_received = __atomic_load_n(&n->n_received, __ATOMIC_RELAXED);
+    out->batch_entries_max = __atomic_load_n(&n->batch_max, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&n->hist_mu);
+    out->commit_p50_ns = rr_hist_quantile(&n->commit_ns, 0.50);
+    out->commit_p99_ns = rr_hist_quantile(&n->commit_ns, 0.99);
+    out->commit_max_ns = n->commit_ns.max;
+    pthread_mutex_unlock(&n->hist_mu);
+}
