@@ -178,7 +178,7 @@ static uint32_t net_recv(void *ctx, rr_message *out, uint32_t max)
     return k;
 }
 
-static uint32_t net_unreachable(void *ctx, rr_node_id_t *out, uint32_t max)
+static uint32_t net_reports(void *ctx, rr_node_net_report *out, uint32_t max)
 {
     (void)ctx;
     (void)out;
@@ -201,7 +201,7 @@ static const rr_node_net_ops net_ops = {
     .send = net_send,
     .flush = net_flush,
     .recv = net_recv,
-    .unreachable = net_unreachable,
+    .reports = net_reports,
     .wait_fd = net_fd,
     .close = net_close,
 };

@@ -432,11 +432,16 @@ static bool drain_net(rr_node *n)
             rr_message_free(&msgs[i]);
         }
     }
-    rr_node_id_t ids[RR_NODES_MAX];
-    while ((got = n->cfg.net->unreachable(n->cfg.net_ctx, ids, RR_NODES_MAX)) > 0) {
+    rr_node_net_report reps[RR_NODES_MAX];
+    while ((got = n->cfg.net->reports(n->cfg.net_ctx, reps, RR_NODES_MAX)) > 0) {
         any = true;
-        for (uint32_t i = 0; i < got; i++)
-            rr_rawnode_report_unreachable(n->rn, ids[i]);
+        for (uint32_t i = 0; i < got; i++) {
+            if (reps[i].kind == RR_NODE_NET_UNREACHABLE)
+                rr_rawnode_report_unreachable(n->rn, reps[i].peer);
+            else
+                rr_rawnode_report_snapshot(n->rn, reps[i].peer,
+                                           reps[i].kind == RR_NODE_NET_SNAPSHOT_FAILED);
+        }
     }
     return any;
 }

@@ -85,6 +85,18 @@ typedef struct rr_node_disk_ops {
     void (*close)(void *ctx);
 } rr_node_disk_ops;
 
+/* What the network tells the core about a peer. */
+typedef enum rr_node_net_report_kind {
+    RR_NODE_NET_UNREACHABLE = 1,     /* a send failed or the connection went away */
+    RR_NODE_NET_SNAPSHOT_DONE = 2,   /* a MsgSnap was streamed completely */
+    RR_NODE_NET_SNAPSHOT_FAILED = 3, /* a MsgSnap could not be delivered */
+} rr_node_net_report_kind;
+
+typedef struct rr_node_net_report {
+    rr_node_id_t peer;
+    uint8_t kind; /* rr_node_net_report_kind */
+} rr_node_net_report;
+
 /* The node's view of the network (net/). All calls from the raft thread. */
 typedef struct rr_node_net_ops {
     /* Takes ownership of *m (sent or dropped: the transport reports drops as unreachable). */
@@ -93,10 +105,10 @@ typedef struct rr_node_net_ops {
     void (*flush)(void *ctx);
     /* Moves up to max received messages into out (the caller frees them). */
     uint32_t (*recv)(void *ctx, rr_message *out, uint32_t max);
-    /* Peers that could not be reached since the last call. */
-    uint32_t (*unreachable)(void *ctx, rr_node_id_t *out, uint32_t max);
-    /* A descriptor that becomes readable when recv or unreachable may return something;
-     * recv clears it. */
+    /* Moves up to max reports (unreachable peers, snapshot outcomes) into out. */
+    uint32_t (*reports)(void *ctx, rr_node_net_report *out, uint32_t max);
+    /* A descriptor that becomes readable when recv or reports may return something; recv
+     * clears it. */
     int (*wait_fd)(void *ctx);
     void (*close)(void *ctx);
 } rr_node_net_ops;
