@@ -499,7 +499,13 @@ int rr_rawnode_propose_conf_change(rr_rawnode *rn, const rr_conf_change *cc);
 /* Applies a committed conf change (decode the entry with rr_conf_change_decode) and
  * returns the new configuration in *cs. Call it for every conf change entry the
  * application applies, in log order. A committed change that cannot apply means the log
- * is corrupt: the core asserts. */
+ * is corrupt: the core asserts.
+ * Async mode: a snapshot restored from the leader replaces the configuration at once,
+ * while a MsgStorageApply created before it may still be on its way to the apply thread.
+ * Skip apply work at or below the index of a snapshot restored since (the snapshot already
+ * contains it) — applying such a conf change again would assert. (etcd has the same
+ * contract; rr-sim found it, tests/sim handles it, engine/node applies conf changes on the
+ * raft thread and is not exposed.) */
 void rr_rawnode_apply_conf_change(rr_rawnode *rn, const rr_conf_change *cc, rr_conf_state *cs);
 /* Steps a message received from a peer, or a local storage response in async mode. m is
  * borrowed: the core copies and references what it keeps. Returns 0, RR_DROPPED (e.g. a
