@@ -423,10 +423,67 @@ static void test_three_nodes_commit_in_order_everywhere(void **state)
     free(c);
 }
 
+typedef struct waiter {
+    uint32_t done; /* atomic */
+    rr_node_result res;
+} waiter;
+
+static void waiter_done(void *ctx, const rr_node_result *res)
+{
+    waiter *w = ctx;
+    w->res = *res;
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+}
+
+static rr_node_result wait_result(waiter *w)
+{
+    for (int t = 0; t < 1000 && !__atomic_load_n(&w->done, __ATOMIC_ACQUIRE); t++) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(__atomic_load_n(&w->done, __ATOMIC_ACQUIRE));
+    __atomic_store_n(&w->done, 0, __ATOMIC_RELAXED);
+    return w->res;
+}
+
+/* Removing the leader hands leadership over first; retried on the new leader, the removal
+ * commits and the remaining two keep committing. */
+static void test_removing_the_leader_transfers_first(void **state)
+{
+    (void)state;
+    cluster *c = malloc(sizeof(*c));
+    cluster_start(c);
+    rr_node_id_t old = wait_leader(c);
+    waiter w = {0};
+    assert_int_equal(rr_node_remove(c->nodes[old], old, waiter_done, &w), 0);
+    rr_node_result res = wait_result(&w);
+    assert_int_equal(res.status, RR_NODE_NOT_LEADER);
+    rr_node_id_t next = res.leader_hint;
+    assert_true(next != RR_NODE_ID_NONE && next != old);
+
+    for (int t = 0; t < 500; t++) { /* the transfer: TimeoutNow, one election */
+        rr_node_stats st;
+        rr_node_stats_get(c->nodes[next], &st);
+        if (st.leader == next)
+            break;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(rr_node_remove(c->nodes[next], old, waiter_done, &w), 0);
+    res = wait_result(&w);
+    assert_int_equal(res.status, RR_NODE_COMMITTED);
+    uint32_t v = 7;
+    assert_int_equal(rr_node_propose(c->nodes[next], &v, sizeof v, waiter_done, &w), 0);
+    assert_int_equal(wait_result(&w).status, RR_NODE_COMMITTED);
+    cluster_stop(c);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_nodes_commit_in_order_everywhere),
+        cmocka_unit_test(test_removing_the_leader_transfers_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -326,8 +326,36 @@ static bool is_leader(const rr_node *n)
     return n->soft.raft_state == RR_STATE_LEADER;
 }
 
+/* The voter (not us) with the highest match index, or none. */
+static rr_node_id_t best_successor(rr_node *n)
+{
+    rr_status st;
+    rr_rawnode_status(n->rn, &st);
+    rr_node_id_t best = RR_NODE_ID_NONE;
+    rr_index_t best_match = 0;
+    for (uint32_t i = 0; i < st.n_progress; i++) {
+        const rr_progress_status *p = &st.progress[i];
+        if (p->id == n->id || p->is_learner || p->match < best_match)
+            continue;
+        best = p->id;
+        best_match = p->match;
+    }
+    return best;
+}
+
 static void propose_conf(rr_node *n, request *r, request **failed)
 {
+    if (r->len == 0 && r->target == n->id) {
+        /* Removing the leader: hand leadership over first (thesis §3.10), to the voter
+         * with the longest log. A removed leader that stops campaigning while it holds
+         * entries the others lack can leave the cluster without a leader (rr-sim
+         * --risky-conf-changes; etcd-io/etcd#12359). The caller retries on the new one. */
+        rr_node_id_t to = best_successor(n);
+        if (to != RR_NODE_ID_NONE)
+            rr_rawnode_transfer_leader(n->rn, to);
+        fail_request(r, RR_NODE_NOT_LEADER, to, failed);
+        return;
+    }
     rr_conf_change cc;
     memset(&cc, 0, sizeof(cc));
     cc.v1 = true;

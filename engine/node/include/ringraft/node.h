@@ -159,7 +159,9 @@ int rr_node_propose_buf(rr_node *n, const uint8_t *data, uint32_t len, rr_buf *b
  * call has been applied, with status RR_NODE_COMMITTED; the caller may then read its state
  * machine. Same returns as rr_node_propose. */
 int rr_node_read_barrier(rr_node *n, rr_node_done_fn done, void *ctx);
-/* Membership changes through the log; done runs when the change is applied. */
+/* Membership changes through the log; done runs when the change is applied. Removing the
+ * leader itself first hands leadership to the most up-to-date voter and completes with
+ * RR_NODE_NOT_LEADER naming it: retry the removal there. */
 int rr_node_add(rr_node *n, rr_node_id_t id, bool learner, rr_node_done_fn done, void *ctx);
 int rr_node_remove(rr_node *n, rr_node_id_t id, rr_node_done_fn done, void *ctx);
 int rr_node_transfer_leader(rr_node *n, rr_node_id_t to);
