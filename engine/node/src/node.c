@@ -16,6 +16,8 @@
 #include "ringraft/node.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@
 #include "histogram.h"
 #include "ring.h"
 #include "ringraft/assert.h"
+#include "ringraft/errors.h"
 
 #define APPLY_RING_CAPACITY 4096u
 #define RECV_BATCH          256u
@@ -61,9 +64,20 @@ typedef struct request {
 } request;
 
 /* Work for the apply thread, and what comes back from it. */
+typedef enum item_kind {
+    ITEM_APPLY = 0,    /* entries to apply, requests to complete */
+    ITEM_RESTORE = 1,  /* replace the state machine with snap */
+    ITEM_SNAPSHOT = 2, /* apply -> raft: the state machine saved at snap_index */
+} item_kind;
+
 typedef struct apply_item {
-    rr_entry *ents; /* owned, with references */
+    uint8_t kind;     /* item_kind */
+    rr_snapshot snap; /* ITEM_RESTORE: owned copy; ITEM_SNAPSHOT: data and its buffer */
+    rr_entry *ents;   /* owned, with references */
     uint32_t n_ents;
+    /* Entries at or below this index are already in the state machine (a restored
+     * snapshot): they are acknowledged but not applied again. */
+    rr_index_t skip_through;
     rr_message resp; /* MsgStorageApplyResp to step once applied (type 0: none) */
     request *done;   /* requests to complete after the entries, in order */
     struct apply_item *next;
@@ -107,7 +121,8 @@ struct rr_node {
     req_list ready_reads; /* read barriers with an index, waiting for apply hand-out */
     disk_wait *disk_head, *disk_tail;
     int64_t disk_last_seq;
-    rr_index_t handed_index; /* highest index handed to the apply thread */
+    rr_index_t handed_index;   /* highest index handed to the apply thread */
+    rr_index_t snapshot_index; /* the newest snapshot the state machine was restored from */
     uint64_t next_read_id;
     rr_soft_state soft;
     rr_term_t term;
@@ -119,6 +134,16 @@ struct rr_node {
     uint64_t n_proposals, n_applied, n_readies, n_disk_appends, n_sent, n_received;
     uint64_t batch_max;
     rr_index_t applied_index;
+    /* apply thread: entries applied since the last snapshot */
+    uint64_t since_snapshot;
+    /* raft thread: configurations by the index where they took effect, newest last, so a
+     * snapshot at index i records the configuration in force at i. */
+    struct {
+        rr_index_t index;
+        rr_conf_state cs;
+    } confs[16];
+    uint32_t n_confs;
+    uint64_t n_snapshots;
     rr_node_id_t leader; /* published copy of soft.lead for other threads */
     /* Written by the apply thread once per batch, read by rr_node_stats_get: the lock keeps
      * quantiles consistent and costs one uncontended acquisition per applied batch. */
@@ -158,6 +183,28 @@ static request *req_list_pop(req_list *l)
         r->next = NULL;
     }
     return r;
+}
+
+/* ---- configurations by index (for snapshots) -------------------------------------- */
+
+static void record_conf(rr_node *n, rr_index_t index, const rr_conf_state *cs)
+{
+    if (n->n_confs == sizeof n->confs / sizeof n->confs[0]) {
+        /* Forget the oldest: snapshots are taken near the applied index, far past it. */
+        memmove(&n->confs[0], &n->confs[1], (n->n_confs - 1) * sizeof(n->confs[0]));
+        n->n_confs--;
+    }
+    n->confs[n->n_confs].index = index;
+    n->confs[n->n_confs].cs = *cs;
+    n->n_confs++;
+}
+
+static const rr_conf_state *conf_at(const rr_node *n, rr_index_t index)
+{
+    const rr_conf_state *cs = NULL;
+    for (uint32_t i = 0; i < n->n_confs && n->confs[i].index <= index; i++)
+        cs = &n->confs[i].cs;
+    return cs;
 }
 
 /* ---- requests ------------------------------------------------------------------------- */
@@ -474,15 +521,23 @@ static bool drain_net(rr_node *n)
     return any;
 }
 
+/* A failed write or fsync leaves the log in an unknown state: the replica must stop rather
+ * than acknowledge anything (STYLE.md habit 4), and say why. */
+static void fatal_disk(const rr_node *n, const char *what, int err)
+{
+    fprintf(stderr, "ringraft: node %" PRIu64 ": disk %s failed: %s (%d); stopping\n", n->id, what,
+            rr_strerror(err), err);
+    abort();
+}
+
 /* Releases the responses of every append the disk reports durable. */
 static bool drain_disk(rr_node *n)
 {
     if (n->disk_head == NULL)
         return false;
     int64_t durable = n->cfg.disk->durable(n->cfg.disk_ctx);
-    /* A failed fsync leaves the log in an unknown state: the replica must stop rather than
-     * acknowledge anything (STYLE.md habit 4). */
-    RR_ASSERT(durable >= 0);
+    if (durable < 0)
+        fatal_disk(n, "sync", (int)durable);
     bool any = false;
     while (n->disk_head != NULL && n->disk_head->seq <= durable) {
         disk_wait *w = n->disk_head;
@@ -506,12 +561,36 @@ static bool drain_disk(rr_node *n)
     return any;
 }
 
+/* The apply thread saved the state machine at it->snap.meta.index: complete the metadata
+ * (term, configuration in force there), persist it and compact the log behind it. */
+static void persist_snapshot(rr_node *n, apply_item *it)
+{
+    rr_snapshot *snap = &it->snap;
+    rr_index_t index = snap->meta.index;
+    rr_storage s = n->cfg.disk->storage(n->cfg.disk_ctx);
+    const rr_conf_state *cs = conf_at(n, index);
+    if (s.ops->term(s.ctx, index, &snap->meta.term) != 0 || cs == NULL) {
+        rr_snapshot_clear(snap); /* compacted meanwhile by a newer snapshot: skip this one */
+        return;
+    }
+    snap->meta.conf_state = *cs;
+    uint64_t keep = n->cfg.snapshot_keep_entries;
+    rr_index_t compact = index > keep ? index - keep : 0;
+    int rc = n->cfg.disk->save_snapshot(n->cfg.disk_ctx, snap, compact);
+    if (rc != 0)
+        fatal_disk(n, "snapshot", rc);
+    stat_add(&n->n_snapshots, 1);
+    rr_snapshot_clear(snap);
+}
+
 static bool drain_applied(rr_node *n)
 {
     void *p;
     bool any = false;
     while (rr_ring_pop_spsc(&n->applied_ring, &p)) {
         apply_item *it = p;
+        if (it->kind == ITEM_SNAPSHOT)
+            persist_snapshot(n, it);
         if (it->resp.type == RR_MSG_STORAGE_APPLY_RESP)
             (void)rr_rawnode_step(n->rn, &it->resp);
         rr_message_free(&it->resp);
@@ -541,7 +620,8 @@ static void disk_append(rr_node *n, rr_message *m)
     if (m->n_entries > 0 || has_hs || m->snapshot != NULL) {
         seq = n->cfg.disk->append(n->cfg.disk_ctx, m->entries, m->n_entries, has_hs ? &hs : NULL,
                                   m->snapshot);
-        RR_ASSERT(seq > 0); /* a disk that cannot queue writes stops the replica */
+        if (seq <= 0)
+            fatal_disk(n, "append", (int)seq);
         n->disk_last_seq = seq;
         stat_add(&n->n_disk_appends, 1);
     }
@@ -580,7 +660,7 @@ static void hand_to_apply(rr_node *n, rr_message *m)
             r->next = done;
             done = r;
         }
-        if (e->type != RR_ENTRY_NORMAL) {
+        if (e->type != RR_ENTRY_NORMAL && e->index > n->snapshot_index) {
             /* Configuration changes take effect in the RawNode as they are handed out
              * for application, in log order. */
             rr_conf_change cc;
@@ -588,6 +668,7 @@ static void hand_to_apply(rr_node *n, rr_message *m)
                 0) {
                 rr_conf_state cs;
                 rr_rawnode_apply_conf_change(n->rn, &cc, &cs);
+                record_conf(n, e->index, &cs);
             }
         }
     }
@@ -595,6 +676,7 @@ static void hand_to_apply(rr_node *n, rr_message *m)
         n->handed_index = m->entries[m->n_entries - 1].index;
     it->ents = m->entries;
     it->n_ents = m->n_entries;
+    it->skip_through = n->snapshot_index;
     m->entries = NULL;
     m->n_entries = 0;
     if (m->n_responses == 1) {
@@ -614,6 +696,25 @@ static void hand_to_apply(rr_node *n, rr_message *m)
         reads = r;
     }
     complete_later(n, reverse(reads));
+}
+
+/* The state machine is replaced by snap on the apply thread, after whatever is queued before
+ * it and before any entry after it; apply work it covers is not handed out again (the core
+ * hands out nothing below it), and the configuration history restarts from it. */
+static void restore_later(rr_node *n, const rr_snapshot *snap)
+{
+    n->n_confs = 0;
+    record_conf(n, snap->meta.index, &snap->meta.conf_state);
+    if (snap->meta.index > n->snapshot_index)
+        n->snapshot_index = snap->meta.index;
+    if (snap->meta.index > n->handed_index)
+        n->handed_index = snap->meta.index;
+    apply_item *it = calloc(1, sizeof(*it));
+    RR_ASSERT(it != NULL);
+    it->kind = ITEM_RESTORE;
+    it->snap = *snap;
+    rr_buf_ref(it->snap.buf);
+    apply_push(n, it);
 }
 
 static void match_read_states(rr_node *n, const rr_ready *rd)
@@ -659,6 +760,8 @@ static void handle_ready(rr_node *n)
     for (uint32_t i = 0; i < rd.n_messages; i++) {
         rr_message *m = &rd.messages[i];
         if (m->to == RR_LOCAL_APPEND_THREAD) {
+            if (m->snapshot != NULL)
+                restore_later(n, m->snapshot);
             disk_append(n, m);
         } else if (m->to == RR_LOCAL_APPLY_THREAD) {
             hand_to_apply(n, m);
@@ -772,11 +875,52 @@ static void *raft_main(void *arg)
 
 /* ---- apply thread ---------------------------------------------------------------------- */
 
+static void restore_run(rr_node *n, apply_item *it)
+{
+    if (n->cb.snapshot_restore != NULL && it->snap.meta.index > 0) {
+        int rc = n->cb.snapshot_restore(n->cb.ctx, it->snap.data, it->snap.data_len);
+        if (rc != 0) {
+            fprintf(stderr,
+                    "ringraft: node %" PRIu64 ": restoring the snapshot at %" PRIu64
+                    " failed: %s; stopping\n",
+                    n->id, it->snap.meta.index, rr_strerror(rc));
+            abort();
+        }
+    }
+    __atomic_store_n(&n->applied_index, it->snap.meta.index, __ATOMIC_RELAXED);
+    n->since_snapshot = 0;
+    rr_snapshot_clear(&it->snap);
+}
+
+/* After applying, saves the state machine every snapshot_every_entries entries and sends the
+ * bytes to the raft thread, which persists them. */
+static void maybe_snapshot(rr_node *n)
+{
+    if (n->cfg.snapshot_every_entries == 0 || n->cb.snapshot_save == NULL ||
+        n->cfg.disk->save_snapshot == NULL || n->since_snapshot < n->cfg.snapshot_every_entries)
+        return;
+    apply_item *it = calloc(1, sizeof(*it));
+    RR_ASSERT(it != NULL);
+    it->kind = ITEM_SNAPSHOT;
+    it->snap.meta.index = __atomic_load_n(&n->applied_index, __ATOMIC_RELAXED);
+    int rc = n->cb.snapshot_save(n->cb.ctx, &it->snap.buf, &it->snap.data, &it->snap.data_len);
+    if (rc != 0) {
+        free(it); /* try again after the next batch */
+        return;
+    }
+    n->since_snapshot = 0;
+    while (!rr_ring_push_spsc(&n->applied_ring, it))
+        sched_yield();
+    rr_wake_signal(&n->raft_wake);
+}
+
 static void apply_item_run(rr_node *n, apply_item *it)
 {
     /* The state machine sees normal entries with a payload; empty entries (a new leader's)
      * and conf changes are the engine's. */
     uint32_t i = 0;
+    while (i < it->n_ents && it->ents[i].index <= it->skip_through)
+        i++;
     while (i < it->n_ents) {
         uint32_t j = i;
         while (j < it->n_ents && it->ents[j].type == RR_ENTRY_NORMAL && it->ents[j].data_len > 0)
@@ -786,6 +930,7 @@ static void apply_item_run(rr_node *n, apply_item *it)
         i = j == i ? i + 1 : j;
     }
     if (it->n_ents > 0) {
+        n->since_snapshot += it->n_ents;
         stat_add(&n->n_applied, it->n_ents);
         __atomic_store_n(&n->applied_index, it->ents[it->n_ents - 1].index, __ATOMIC_RELAXED);
     }
@@ -818,7 +963,13 @@ static void *apply_main(void *arg)
         void *p;
         if (rr_ring_pop_spsc(&n->apply_ring, &p)) {
             apply_item *it = p;
+            if (it->kind == ITEM_RESTORE) {
+                restore_run(n, it);
+                free(it);
+                continue;
+            }
             apply_item_run(n, it);
+            maybe_snapshot(n);
             if (it->resp.type != 0) {
                 while (!rr_ring_push_spsc(&n->applied_ring, it))
                     sched_yield();
@@ -857,6 +1008,8 @@ void rr_node_config_init(rr_node_config *cfg, rr_node_id_t id)
     cfg->max_batch_entries = 4096;
     cfg->read_only = RR_READ_ONLY_SAFE;
     cfg->rand_seed = id;
+    cfg->snapshot_every_entries = 0;
+    cfg->snapshot_keep_entries = 10000;
 }
 
 /* Writes the initial configuration on a first start (empty disk). */
@@ -887,6 +1040,23 @@ static int bootstrap(const rr_node_config *cfg)
         (void)poll(&fd, 1, 10);
     }
     return 0;
+}
+
+/* Where application resumes after a restart: the stored snapshot holds everything up to
+ * its index (the log may keep entries behind it for slow followers), as far as the persisted
+ * commit index vouches for it; what lies between is skipped by the apply thread. */
+static rr_index_t stored_applied(const rr_node_config *cfg)
+{
+    rr_storage s = cfg->disk->storage(cfg->disk_ctx);
+    rr_snapshot snap;
+    memset(&snap, 0, sizeof(snap));
+    rr_hard_state hs;
+    rr_conf_state cs;
+    if (s.ops->snapshot(s.ctx, &snap) != 0 || s.ops->initial_state(s.ctx, &hs, &cs) != 0)
+        return 0;
+    rr_index_t applied = snap.meta.index < hs.commit ? snap.meta.index : hs.commit;
+    rr_snapshot_clear(&snap);
+    return applied;
 }
 
 int rr_node_create(const rr_node_config *cfg, const rr_node_callbacks *cb, rr_node **out)
@@ -930,6 +1100,7 @@ int rr_node_create(const rr_node_config *cfg, const rr_node_callbacks *cb, rr_no
         rc_cfg.read_only_option = cfg->read_only;
         rc_cfg.rand_seed = cfg->rand_seed;
         rc_cfg.async_storage_writes = true;
+        rc_cfg.applied = stored_applied(cfg);
         rc = rr_rawnode_new(&rc_cfg, &n->rn);
     }
     if (rc != 0) {
@@ -942,8 +1113,32 @@ int rr_node_create(const rr_node_config *cfg, const rr_node_callbacks *cb, rr_no
     return 0;
 }
 
+/* A restarted node rebuilds its state machine from the stored snapshot first; the entries
+ * after it are then applied again from the log. */
+static int restore_stored(rr_node *n)
+{
+    rr_storage s = n->cfg.disk->storage(n->cfg.disk_ctx);
+    rr_snapshot snap;
+    memset(&snap, 0, sizeof(snap));
+    int rc = s.ops->snapshot(s.ctx, &snap);
+    if (rc == RR_ERR_SNAP_TEMP_UNAVAILABLE)
+        return 0;
+    if (rc != 0)
+        return rc;
+    record_conf(n, snap.meta.index, &snap.meta.conf_state);
+    n->handed_index = snap.meta.index;
+    n->snapshot_index = snap.meta.index;
+    if (snap.data_len > 0 && n->cb.snapshot_restore != NULL)
+        restore_later(n, &snap);
+    rr_snapshot_clear(&snap);
+    return 0;
+}
+
 int rr_node_start(rr_node *n)
 {
+    int src = restore_stored(n);
+    if (src != 0)
+        return src;
     n->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (n->timer_fd < 0)
         return -errno;
@@ -998,6 +1193,7 @@ void rr_node_free(rr_node *n)
     if (n->applied_ring.buf != NULL) {
         while (rr_ring_pop_spsc(&n->applied_ring, &p)) {
             apply_item *it = p;
+            rr_snapshot_clear(&it->snap);
             rr_message_free(&it->resp);
             free(it);
         }
@@ -1043,6 +1239,7 @@ void rr_node_stats_get(rr_node *n, rr_node_stats *out)
     out->messages_sent = __atomic_load_n(&n->n_sent, __ATOMIC_RELAXED);
     out->messages_received = __atomic_load_n(&n->n_received, __ATOMIC_RELAXED);
     out->batch_entries_max = __atomic_load_n(&n->batch_max, __ATOMIC_RELAXED);
+    out->snapshots = __atomic_load_n(&n->n_snapshots, __ATOMIC_RELAXED);
     pthread_mutex_lock(&n->hist_mu);
     out->commit_p50_ns = rr_hist_quantile(&n->commit_ns, 0.50);
     out->commit_p99_ns = rr_hist_quantile(&n->commit_ns, 0.99);

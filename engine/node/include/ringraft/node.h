@@ -65,6 +65,13 @@ typedef struct rr_node_callbacks {
     void *ctx;
     /* Committed normal entries, in log order, on the apply thread. Required. */
     void (*apply)(void *ctx, const rr_entry *ents, size_t n);
+    /* Optional, both or neither, on the apply thread. save: the state machine as of
+     * everything applied so far, as bytes in *buf (one reference handed to the node, which
+     * releases it when persisted) at data[0..len). restore: replace the state machine with
+     * a snapshot's bytes (from the leader, or from disk at start); entries after it follow.
+     * Return 0 or -errno (a failed restore stops the node: the state would be wrong). */
+    int (*snapshot_save)(void *ctx, rr_buf **buf, const uint8_t **data, uint64_t *len);
+    int (*snapshot_restore)(void *ctx, const uint8_t *data, uint64_t len);
 } rr_node_callbacks;
 
 /* The node's view of durable storage (io/), narrow so tests can substitute a simulated disk
@@ -82,6 +89,9 @@ typedef struct rr_node_disk_ops {
     int (*wait_fd)(void *ctx);
     /* The core's view of what was appended. */
     rr_storage (*storage)(void *ctx);
+    /* Persists a snapshot taken locally (synchronously), then discards the log up to
+     * compact_index. Optional (NULL: snapshots are not taken). Returns 0 or -errno. */
+    int (*save_snapshot)(void *ctx, const rr_snapshot *snap, rr_index_t compact_index);
     void (*close)(void *ctx);
 } rr_node_disk_ops;
 
@@ -113,6 +123,16 @@ typedef struct rr_node_net_ops {
     void (*close)(void *ctx);
 } rr_node_net_ops;
 
+/* The seams over ringraft's own io/ and net/ (the usual choice). */
+typedef struct rr_wal rr_wal;
+typedef struct rr_transport rr_transport;
+
+/* Disk ops over an opened WAL (rr_wal_open); the node closes it. Returns 0 or -ENOMEM. */
+int rr_node_disk_wal(rr_wal *wal, const rr_node_disk_ops **ops, void **ctx);
+/* Net ops over a started transport (TCP or in-process), passed as the ctx; the node frees
+ * it. */
+const rr_node_net_ops *rr_node_net_transport(void);
+
 typedef struct rr_node_config {
     rr_node_id_t id;
     /* The initial voters (ids), when the disk holds no configuration yet (first start). */
@@ -127,6 +147,12 @@ typedef struct rr_node_config {
     uint32_t max_batch_entries;      /* proposals per MsgProp; default 4096 */
     rr_read_only_option read_only;   /* default safe */
     uint64_t rand_seed;              /* election timeout randomisation; default id */
+    /* Take a snapshot once this many entries were applied since the last one (checked after
+     * each applied batch; 0: never; needs the callbacks and
+     * the disk's save_snapshot). The log keeps snapshot_keep_entries behind it for
+     * followers that are a little behind. Defaults: 0 and 10000. */
+    uint64_t snapshot_every_entries;
+    uint64_t snapshot_keep_entries;
     /* Where the node persists and how it talks. Required: engine/node never guesses. */
     const rr_node_disk_ops *disk;
     void *disk_ctx;
@@ -179,6 +205,7 @@ typedef struct rr_node_stats {
     uint64_t messages_sent;
     uint64_t messages_received;
     uint64_t batch_entries_max;
+    uint64_t snapshots; /* taken and persisted by this node */
     /* Latency quantiles, ns: propose -> applied on this node (leader-local proposals). */
     uint64_t commit_p50_ns, commit_p99_ns, commit_max_ns;
 } rr_node_stats;
