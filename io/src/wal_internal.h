@@ -1,0 +1,176 @@
+/*
+ * wal_internal.h: the rr_wal struct shared by wal.c (raft thread: index, cache, recovery,
+ * storage), wal_io.c (io thread: batches on io_uring, segment files), wal_snap.c (snapshot
+ * files) and wal_mem.c (the in-memory backend).
+ *
+ * The queue between the two threads is a single-producer single-consumer ring of queued
+ * records (wal_op), indexed by sequence number (seq = position + 1):
+ *
+ *   polled <= done <= taken <= tail
+ *   [polled, done)  durable, waiting for the raft thread's poll to release their buffers
+ *   [done, taken)   in flight on the io thread (one batch)
+ *   [taken, tail)   queued, gathering the next batch
+ *
+ * The raft thread writes slots at tail and publishes tail (release); the io thread reads
+ * slots up to tail (acquire), writes only their CRC field, and publishes done (release)
+ * after the batch's fdatasync completed. A slot is reused only after the raft thread polled
+ * it, so neither thread ever reads a slot the other is writing.
+ */
+#ifndef RR_IO_WAL_INTERNAL_H
+#define RR_IO_WAL_INTERNAL_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "ringraft/wal.h"
+#include "wal_record.h"
+
+/* io_uring submission queue depth; a batch stops before it could need more SQEs. */
+#define WAL_URING_ENTRIES 256u
+/* Segment switches within one batch (each costs a rename and a directory fsync). */
+#define WAL_BATCH_SEGMENTS_MAX 8u
+/* Vectors of one writev (IOV_MAX on Linux). */
+#define WAL_WRITEV_IOVS_MAX 1024u
+/* Vectors of one batch: writev SQEs + fdatasyncs + the eventfd read stay under the SQ. */
+#define WAL_BATCH_IOVS_MAX (WAL_WRITEV_IOVS_MAX * (WAL_URING_ENTRIES / 2u))
+_Static_assert(WAL_BATCH_IOVS_MAX / WAL_WRITEV_IOVS_MAX + 2u * WAL_BATCH_SEGMENTS_MAX + 4u <=
+                   WAL_URING_ENTRIES,
+               "a full batch fits in the submission queue");
+
+/* How long rr_wal_wait spins on done before sleeping on done_efd. */
+#define WAL_WAIT_SPIN_NS 20000
+
+/* Segment files kept for reuse after compaction instead of being deleted. */
+#define WAL_RECYCLE_FILES_MAX 4u
+#define WAL_RECYCLE_PREFIX    "recycle-"
+
+/* One queued record. */
+typedef struct wal_op {
+    uint64_t seg_seq;      /* segment it goes to */
+    uint64_t offset_bytes; /* where in that segment */
+    rr_entry ent;          /* ENTRY: the entry, holding a reference; payload written from it */
+    uint32_t inline_bytes; /* payload bytes in hdr after the record header */
+    uint8_t type;          /* enum wal_record_type */
+    uint8_t hdr[WAL_RECORD_HEADER_BYTES + WAL_INLINE_PAYLOAD_BYTES_MAX];
+} wal_op;
+
+/* Where an entry lives: the in-memory index, one per entry in [first, last]. */
+typedef struct wal_idx {
+    rr_term_t term;
+    uint32_t seg_seq;
+    uint32_t offset_bytes; /* of the record header */
+    uint32_t data_len;
+    uint8_t type;
+    uint8_t nil;
+} wal_idx;
+
+typedef struct wal_seg {
+    uint64_t seq;
+    int read_fd;          /* opened on first read, -1 before */
+    rr_index_t max_index; /* highest entry index ever written into it (0: none) */
+} wal_seg;
+
+struct wal_mem;
+
+struct rr_wal {
+    rr_wal_config cfg;
+    char dir[RR_WAL_PATH_BYTES_MAX];
+    struct wal_mem *mem; /* in-memory backend, or NULL */
+    int dir_fd;
+
+    /* ---- raft thread ---- */
+    /* The log: entries (dummy_index, dummy_index + idx_n]; idx[idx_start + k] describes
+     * entry dummy_index + 1 + k. */
+    wal_idx *idx;
+    size_t idx_start, idx_n, idx_cap;
+    rr_index_t dummy_index;
+    rr_term_t dummy_term;
+    /* Tail cache: entries [cache_lo, last] with references, in a ring of cache_cap. Every
+     * entry not yet durable is cached (cache_cap == queue capacity). */
+    rr_entry *cache;
+    size_t cache_cap;
+    rr_index_t cache_lo;
+    /* Segments, oldest first, consecutive seqs; the last is the one being written. */
+    wal_seg *segs;
+    size_t segs_n, segs_cap;
+    uint64_t write_offset_bytes; /* next record's offset in the last segment */
+    bool need_segment;           /* the next record starts a new segment */
+    rr_hard_state hs;
+    bool hs_set;
+    rr_snapshot snap;
+    uint8_t *superseded; /* per ring slot: an entry record a truncation replaced */
+    uint64_t polled;
+    rr_index_t durable_index;
+    rr_term_t durable_term;
+    uint64_t batches_seen;
+    bool remove_pending;
+    rr_index_t remove_upto_index; /* segments whose entries are all <= this ... */
+    uint64_t remove_below_seg;    /* ... and older than this segment go ... */
+    uint64_t remove_seq_durable;  /* ... once this record (a fresh hard state) is durable */
+    int fatal_err;                /* raft thread's copy once seen */
+
+    /* ---- shared ---- */
+    wal_op *ring;
+    uint64_t ring_mask;
+    _Alignas(64) uint64_t tail; /* producer: raft thread (release) */
+    _Alignas(64) uint64_t done; /* consumer: io thread (release) */
+    uint64_t batches_done;      /* io thread (relaxed; statistics) */
+    int io_err;                 /* io thread's fatal error (release, before done_efd) */
+    int stop;                   /* raft thread asks the io thread to exit (release) */
+    uint32_t recycle_n; /* recycle-*.tmp files: raft thread adds, io thread takes (acq_rel) */
+    _Alignas(64) int wake_efd; /* raft -> io: records queued, or stop */
+    int done_efd;              /* io -> raft: a batch completed */
+
+    /* ---- io thread ---- */
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t start_lock; /* the io thread reports its ring setup */
+    pthread_cond_t start_cond;
+    bool start_done;
+    int start_rc;
+    struct io_uring uring;
+    bool uring_ready;
+    uint64_t taken;
+    bool inflight;
+    uint32_t inflight_sqes; /* SQEs of the batch not completed yet */
+    uint64_t inflight_end;  /* the batch is [taken, inflight_end) */
+    int batch_err;
+    uint64_t write_seq; /* segment open for writing (0: none) */
+    int write_fd;
+    int retire_fds[WAL_BATCH_SEGMENTS_MAX + 1]; /* closed when the batch completes */
+    uint32_t retire_n;
+    int spare_fd; /* preallocated next segment (spare.tmp), or -1 */
+    struct iovec *iovs;
+    uint32_t *expect_bytes; /* per writev SQE */
+    uint64_t efd_buf;
+    uint32_t syncs;
+};
+
+/* wal_io.c */
+int wal_io_start(rr_wal *w);
+void wal_io_stop(rr_wal *w);
+int wal_segment_path(const rr_wal *w, uint64_t seq, char *out, size_t cap);
+int wal_prealloc(int fd, uint64_t size_bytes, uint8_t mode);
+
+/* wal_snap.c */
+int wal_snap_write(rr_wal *w, const rr_snapshot *snap);
+int wal_snap_load(rr_wal *w, rr_wal_error *err);
+
+/* wal_mem.c: the in-memory backend behind the same public functions. */
+int wal_mem_open(rr_wal *w);
+void wal_mem_close(rr_wal *w);
+int wal_mem_append(rr_wal *w, const rr_entry *ents, size_t n);
+int wal_mem_set_hard_state(rr_wal *w, const rr_hard_state *hs);
+uint64_t wal_mem_last_seq(const rr_wal *w);
+int wal_mem_poll(rr_wal *w, rr_wal_durable *out);
+rr_storage wal_mem_storage(rr_wal *w);
+int wal_mem_save_snapshot(rr_wal *w, const rr_snapshot *snap, bool reset);
+int wal_mem_compact(rr_wal *w, rr_index_t i);
+
+/* wal.c helpers used by wal_snap.c */
+void wal_set_error(rr_wal_error *err, const char *path, uint64_t offset_bytes, const char *msg);
+
+#endif

@@ -1,0 +1,499 @@
+/*
+ * wal_io.c: the io thread — group commit on io_uring, segment files, preallocation.
+ *
+ * Loop (Redis's ae.c habit: one sync per turn before anyone is told): when no batch is in
+ * flight, take every record queued so far as one batch and submit it as a chain of linked
+ * SQEs — writev of up to 1024 vectors straight from the queued headers and the callers'
+ * payload buffers (no copy), ..., one fdatasync — then sleep in io_uring_wait_cqe until a
+ * completion arrives. An eventfd read stays armed in the same ring, so new records wake
+ * the thread too; while one batch is in flight the next gathers in the queue. When the
+ * chain completes the thread publishes done (release) and signals done_efd.
+ *
+ * A batch that reaches a SEGMENT record ends the chain on the old file with its own
+ * fdatasync before the new file is written (wal_record.c: recovery relies on it), and
+ * switches files: the preallocated spare.tmp is renamed to the segment's name and the
+ * directory fsynced. After each submission, while the batch is in flight, a missing spare
+ * is made for the next rollover: a recycled segment (recycle-*.tmp, left by compaction)
+ * when there is one, else a new file preallocated per cfg.prealloc_mode.
+ *
+ * The ring is set up with SINGLE_ISSUER | DEFER_TASKRUN; measured variants are in
+ * bench/micro/bench_wal.c (O_DSYNC instead of fdatasync, fallocate instead of zeros).
+ *
+ * Any failed or short write or sync is fatal (no retry): io_err is published and the
+ * thread submits nothing more.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ringraft/assert.h"
+#include "ringraft/errors.h"
+#include "wal_internal.h"
+
+enum { KIND_WAKE = 1, KIND_WRITE = 2, KIND_SYNC = 3 };
+
+#define SPARE_NAME       "spare.tmp"
+#define ZERO_CHUNK_BYTES (1u << 20)
+
+int wal_segment_path(const rr_wal *w, uint64_t seq, char *out, size_t cap)
+{
+    return snprintf(out, cap, "%s/%016" PRIx64 ".wal", w->dir, seq);
+}
+
+static int zero_fill(int fd, uint64_t size_bytes)
+{
+    static const uint8_t zeros[ZERO_CHUNK_BYTES];
+    for (uint64_t off = 0; off < size_bytes;) {
+        size_t k = size_bytes - off < sizeof zeros ? (size_t)(size_bytes - off) : sizeof zeros;
+        ssize_t n = pwrite(fd, zeros, k, (off_t)off);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        off += n > 0 ? (uint64_t)n : 0;
+    }
+    return 0;
+}
+
+/* Preallocates and syncs a new segment file, so that later fdatasyncs have no size or
+ * allocation to commit (zero-filled) or only the unwritten-extent conversion (fallocate). */
+int wal_prealloc(int fd, uint64_t size_bytes, uint8_t mode)
+{
+    int rc;
+    if (mode == RR_WAL_PREALLOC_FALLOCATE)
+        rc = fallocate(fd, 0, 0, (off_t)size_bytes) == 0 ? 0 : -errno;
+    else
+        rc = zero_fill(fd, size_bytes);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    return rc;
+}
+
+/* Takes a recycle-*.tmp file as the spare, if there is one of the right size. */
+static int spare_recycle(rr_wal *w)
+{
+    if (__atomic_load_n(&w->recycle_n, __ATOMIC_ACQUIRE) == 0)
+        return -ENOENT;
+    DIR *d = opendir(w->dir);
+    if (d == NULL)
+        return -errno;
+    struct dirent *de;
+    int fd = -ENOENT;
+    while (fd < 0 && (de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, WAL_RECYCLE_PREFIX, strlen(WAL_RECYCLE_PREFIX)) != 0)
+            continue;
+        if (renameat(w->dir_fd, de->d_name, w->dir_fd, SPARE_NAME) != 0)
+            continue;
+        __atomic_fetch_sub(&w->recycle_n, 1, __ATOMIC_ACQ_REL);
+        fd = openat(w->dir_fd, SPARE_NAME, O_RDWR | O_CLOEXEC);
+        struct stat st;
+        if (fd >= 0 && (fstat(fd, &st) != 0 || (uint64_t)st.st_size < w->cfg.segment_size_bytes)) {
+            close(fd); /* from a smaller configuration: not worth keeping */
+            unlinkat(w->dir_fd, SPARE_NAME, 0);
+            fd = -ENOENT;
+        }
+    }
+    closedir(d);
+    if (fd < 0)
+        return fd;
+    w->spare_fd = fd;
+    return 0;
+}
+
+static int spare_create(rr_wal *w)
+{
+    if (spare_recycle(w) == 0)
+        return 0;
+    int fd = openat(w->dir_fd, SPARE_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int rc = wal_prealloc(fd, w->cfg.segment_size_bytes, w->cfg.prealloc_mode);
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    w->spare_fd = fd;
+    return 0;
+}
+
+static int open_for_write(rr_wal *w, uint64_t seq)
+{
+    char path[RR_WAL_PATH_BYTES_MAX + 32];
+    wal_segment_path(w, seq, path, sizeof path);
+    int flags = O_WRONLY | O_CLOEXEC;
+    if (w->cfg.sync_mode == RR_WAL_SYNC_DSYNC)
+        flags |= O_DSYNC;
+    int fd = open(path, flags);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Makes segment seq the one written: spare renamed into place, directory synced. The old
+ * file is closed when the batch using it completes. */
+static int segment_activate(rr_wal *w, uint64_t seq)
+{
+    if (w->spare_fd < 0) {
+        int rc = spare_create(w);
+        if (rc != 0)
+            return rc;
+    }
+    char name[32];
+    snprintf(name, sizeof name, "%016" PRIx64 ".wal", seq);
+    if (renameat(w->dir_fd, SPARE_NAME, w->dir_fd, name) != 0)
+        return -errno;
+    if (fsync(w->dir_fd) != 0)
+        return -errno;
+    close(w->spare_fd);
+    w->spare_fd = -1;
+    int fd = open_for_write(w, seq);
+    if (fd < 0)
+        return fd;
+    if (w->write_fd >= 0)
+        w->retire_fds[w->retire_n++] = w->write_fd;
+    w->write_fd = fd;
+    w->write_seq = seq;
+    return 0;
+}
+
+/* ---- building a batch ---- */
+
+typedef struct batch {
+    uint32_t iov_n;       /* vectors used */
+    uint32_t chunk_start; /* first vector of the writev being built */
+    uint64_t chunk_off;   /* its file offset */
+    uint64_t chunk_bytes;
+    bool unsynced; /* writes to write_fd since its last sync SQE */
+    uint32_t segments;
+    struct io_uring_sqe *last;
+} batch;
+
+static struct io_uring_sqe *sqe_get(rr_wal *w, batch *b)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->uring);
+    RR_ASSERT(sqe != NULL); /* WAL_BATCH_* limits keep a batch within the queue */
+    io_uring_sqe_set_flags(sqe, IOSQE_IO_LINK);
+    b->last = sqe;
+    w->inflight_sqes++;
+    return sqe;
+}
+
+static void sync_result(rr_wal *w, int res);
+
+/* RR_WAL_SYNC_SYSCALL: pwritev from the io thread itself; a short write continues. */
+static void chunk_write_syscall(rr_wal *w, batch *b, uint32_t n)
+{
+    struct iovec *iov = w->iovs + b->chunk_start;
+    uint64_t off = b->chunk_off;
+    while (n > 0 && w->batch_err == 0) {
+        ssize_t k = pwritev(w->write_fd, iov, (int)(n < IOV_MAX ? n : IOV_MAX), (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            w->batch_err = k < 0 ? -errno : -EIO;
+            break;
+        }
+        off += (uint64_t)k;
+        while (n > 0 && (size_t)k >= iov->iov_len) {
+            k -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) { /* the vectors are scratch: trimming one is safe */
+            iov->iov_base = (uint8_t *)iov->iov_base + k;
+            iov->iov_len -= (size_t)k;
+        }
+    }
+}
+
+static void chunk_flush(rr_wal *w, batch *b)
+{
+    uint32_t n = b->iov_n - b->chunk_start;
+    if (n == 0)
+        return;
+    if (w->cfg.sync_mode == RR_WAL_SYNC_SYSCALL) {
+        chunk_write_syscall(w, b, n);
+        b->chunk_start = b->iov_n;
+        b->chunk_bytes = 0;
+        b->unsynced = true;
+        return;
+    }
+    uint32_t slot = w->inflight_sqes;
+    struct io_uring_sqe *sqe = sqe_get(w, b);
+    io_uring_prep_writev(sqe, w->write_fd, w->iovs + b->chunk_start, n, b->chunk_off);
+    io_uring_sqe_set_data64(sqe, (uint64_t)KIND_WRITE << 32 | slot);
+    w->expect_bytes[slot] = (uint32_t)b->chunk_bytes;
+    b->chunk_start = b->iov_n;
+    b->chunk_bytes = 0;
+    b->unsynced = true;
+}
+
+static void sync_add(rr_wal *w, batch *b)
+{
+    if (!b->unsynced || w->cfg.sync_mode == RR_WAL_SYNC_DSYNC)
+        return;
+    if (w->cfg.sync_mode == RR_WAL_SYNC_SYSCALL) {
+        if (w->batch_err == 0)
+            sync_result(w, fdatasync(w->write_fd) == 0 ? 0 : -errno);
+        b->unsynced = false;
+        return;
+    }
+    struct io_uring_sqe *sqe = sqe_get(w, b);
+    io_uring_prep_fsync(sqe, w->write_fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data64(sqe, (uint64_t)KIND_SYNC << 32);
+    b->unsynced = false;
+}
+
+/* Adds one record's vectors (sealing its CRC here, off the raft thread). */
+static void record_add(rr_wal *w, batch *b, wal_op *op)
+{
+    bool contiguous = op->offset_bytes == b->chunk_off + b->chunk_bytes;
+    if (b->iov_n - b->chunk_start + 2 > WAL_WRITEV_IOVS_MAX || !contiguous)
+        chunk_flush(w, b);
+    if (b->iov_n == b->chunk_start)
+        b->chunk_off = op->offset_bytes;
+    size_t ext = op->type == WAL_REC_ENTRY ? op->ent.data_len : 0;
+    wal_record_seal(op->hdr, op->hdr + WAL_RECORD_HEADER_BYTES, op->inline_bytes, op->ent.data,
+                    ext);
+    w->iovs[b->iov_n++] = (struct iovec){op->hdr, WAL_RECORD_HEADER_BYTES + op->inline_bytes};
+    if (ext > 0)
+        w->iovs[b->iov_n++] = (struct iovec){(void *)op->ent.data, ext};
+    b->chunk_bytes += WAL_RECORD_HEADER_BYTES + op->inline_bytes + ext;
+}
+
+/* Takes queued records [taken, tail) as one batch (bounded by the limits) and submits it. */
+static void batch_submit(rr_wal *w)
+{
+    /* acquire: pairs with the raft thread's release of tail; the slots are written. */
+    uint64_t tail = __atomic_load_n(&w->tail, __ATOMIC_ACQUIRE);
+    batch b = {0};
+    uint64_t s = w->taken;
+    for (; s < tail; s++) {
+        wal_op *op = &w->ring[s & w->ring_mask];
+        if (b.iov_n + 2 > WAL_BATCH_IOVS_MAX)
+            break;
+        if (op->type == WAL_REC_SEGMENT) {
+            if (b.segments == WAL_BATCH_SEGMENTS_MAX)
+                break;
+            chunk_flush(w, &b);
+            sync_add(w, &b);
+            int rc = segment_activate(w, op->seg_seq);
+            if (rc != 0) {
+                w->batch_err = rc;
+                break;
+            }
+            b.segments++;
+            b.chunk_start = b.iov_n;
+            b.chunk_bytes = 0;
+        }
+        RR_ASSERT(op->seg_seq == w->write_seq);
+        record_add(w, &b, op);
+    }
+    chunk_flush(w, &b);
+    sync_add(w, &b);
+    w->inflight_end = s;
+    if (w->inflight_sqes == 0) { /* done already (SYSCALL mode), nothing, or a failure */
+        w->inflight = w->batch_err != 0 || s != w->taken;
+        return;
+    }
+    b.last->flags &= (uint8_t)~IOSQE_IO_LINK; /* the chain ends with this batch */
+    w->inflight = true;
+    int rc = io_uring_submit(&w->uring);
+    RR_ASSERT(rc >= 0);
+}
+
+/* ---- completions ---- */
+
+static void wake_arm(rr_wal *w)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->uring);
+    RR_ASSERT(sqe != NULL);
+    io_uring_prep_read(sqe, w->wake_efd, &w->efd_buf, sizeof w->efd_buf, 0);
+    io_uring_sqe_set_data64(sqe, (uint64_t)KIND_WAKE << 32);
+}
+
+static void signal_done(rr_wal *w)
+{
+    uint64_t one = 1;
+    ssize_t n = write(w->done_efd, &one, sizeof one);
+    RR_ASSERT(n == (ssize_t)sizeof one);
+}
+
+/* The whole chain completed: publish durability, or the fatal error. */
+static void batch_done(rr_wal *w)
+{
+    for (uint32_t k = 0; k < w->retire_n; k++)
+        close(w->retire_fds[k]);
+    w->retire_n = 0;
+    w->inflight = false;
+    if (w->batch_err != 0) {
+        /* release: a poller that sees io_err sees everything before it. */
+        __atomic_store_n(&w->io_err, w->batch_err, __ATOMIC_RELEASE);
+        signal_done(w);
+        return;
+    }
+    w->taken = w->inflight_end;
+    __atomic_fetch_add(&w->batches_done, 1, __ATOMIC_RELAXED);
+    /* release: the records' writes and sync completed before the poller sees done. */
+    __atomic_store_n(&w->done, w->taken, __ATOMIC_RELEASE);
+    signal_done(w);
+}
+
+static void sync_result(rr_wal *w, int res)
+{
+    w->syncs++;
+    if (w->cfg.fault_sync_fail_at != 0 && w->syncs == w->cfg.fault_sync_fail_at)
+        res = -EIO; /* the fault seam */
+    if (res < 0 && w->batch_err == 0)
+        w->batch_err = res;
+}
+
+static void cqe_handle(rr_wal *w, const struct io_uring_cqe *cqe)
+{
+    uint64_t data = io_uring_cqe_get_data64(cqe);
+    uint32_t kind = (uint32_t)(data >> 32), slot = (uint32_t)data;
+    if (kind == KIND_WAKE) {
+        wake_arm(w);
+        return;
+    }
+    if (kind == KIND_WRITE) {
+        int res = cqe->res;
+        if (res >= 0 && (uint32_t)res != w->expect_bytes[slot])
+            res = -EIO; /* a short write to a preallocated file: the device is failing */
+        if (w->cfg.sync_mode == RR_WAL_SYNC_DSYNC)
+            sync_result(w, res);
+        else if (res < 0 && w->batch_err == 0)
+            w->batch_err = res;
+    } else {
+        sync_result(w, cqe->res);
+    }
+    RR_ASSERT(w->inflight_sqes > 0);
+    if (--w->inflight_sqes == 0)
+        batch_done(w);
+}
+
+static bool io_should_exit(rr_wal *w)
+{
+    if (w->inflight || !__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE))
+        return false;
+    if (w->batch_err != 0)
+        return true;
+    return w->taken == __atomic_load_n(&w->tail, __ATOMIC_ACQUIRE);
+}
+
+/* The ring is created by the thread that uses it: IORING_SETUP_SINGLE_ISSUER with
+ * DEFER_TASKRUN runs completion work only when this thread waits for it, instead of
+ * interrupting it (fewer wake-ups on a shared core). Older kernels: plain setup. */
+static int uring_setup(rr_wal *w)
+{
+    unsigned flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int rc = io_uring_queue_init(WAL_URING_ENTRIES, &w->uring, flags);
+    if (rc == -EINVAL)
+        rc = io_uring_queue_init(WAL_URING_ENTRIES, &w->uring, 0);
+    return rc;
+}
+
+static void *io_main(void *arg)
+{
+    rr_wal *w = arg;
+    int rc0 = uring_setup(w);
+    pthread_mutex_lock(&w->start_lock);
+    w->start_rc = rc0;
+    w->start_done = true;
+    pthread_cond_signal(&w->start_cond);
+    pthread_mutex_unlock(&w->start_lock);
+    if (rc0 < 0)
+        return NULL;
+    wake_arm(w);
+    io_uring_submit(&w->uring);
+    if (w->spare_fd < 0)
+        spare_create(w); /* ahead of need; retried at the rollover if it failed */
+    for (;;) {
+        if (!w->inflight && w->batch_err == 0) {
+            batch_submit(w);
+            if (w->spare_fd < 0 && w->batch_err == 0)
+                spare_create(w); /* while the batch is in flight */
+        }
+        if (w->inflight_sqes == 0 && w->inflight)
+            batch_done(w); /* written synchronously, or failed before any SQE */
+        if (io_should_exit(w))
+            break;
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_submit_and_wait(&w->uring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+            RR_ASSERT(rc >= 0);
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&w->uring, head, cqe)
+        {
+            cqe_handle(w, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&w->uring, seen);
+    }
+    return NULL;
+}
+
+int wal_io_start(rr_wal *w)
+{
+    w->iovs = calloc(WAL_BATCH_IOVS_MAX, sizeof(struct iovec));
+    w->expect_bytes = calloc(WAL_URING_ENTRIES, sizeof(uint32_t));
+    if (w->iovs == NULL || w->expect_bytes == NULL)
+        return -ENOMEM;
+    if (w->segs_n > 0) {
+        uint64_t seq = w->segs[w->segs_n - 1].seq;
+        int fd = open_for_write(w, seq);
+        if (fd < 0)
+            return fd;
+        w->write_fd = fd;
+        w->write_seq = seq;
+    }
+    pthread_mutex_init(&w->start_lock, NULL);
+    pthread_cond_init(&w->start_cond, NULL);
+    int rc = -pthread_create(&w->thread, NULL, io_main, w);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&w->start_lock);
+    while (!w->start_done)
+        pthread_cond_wait(&w->start_cond, &w->start_lock);
+    rc = w->start_rc;
+    pthread_mutex_unlock(&w->start_lock);
+    if (rc < 0) {
+        pthread_join(w->thread, NULL);
+        return rc;
+    }
+    w->uring_ready = true;
+    w->thread_started = true;
+    return 0;
+}
+
+void wal_io_stop(rr_wal *w)
+{
+    if (w->thread_started) {
+        /* release: pairs with io_should_exit's acquire. */
+        __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+        uint64_t one = 1;
+        ssize_t n = write(w->wake_efd, &one, sizeof one);
+        RR_ASSERT(n == (ssize_t)sizeof one);
+        pthread_join(w->thread, NULL);
+        w->thread_started = false;
+    }
+    if (w->uring_ready)
+        io_uring_queue_exit(&w->uring);
+    w->uring_ready = false;
+    for (uint32_t k = 0; k < w->retire_n; k++)
+        close(w->retire_fds[k]);
+    w->retire_n = 0;
+    if (w->write_fd >= 0)
+        close(w->write_fd);
+    if (w->spare_fd >= 0)
+        close(w->spare_fd);
+    w->write_fd = w->spare_fd = -1;
+    free(w->iovs);
+    free(w->expect_bytes);
+    w->iovs = NULL;
+    w->expect_bytes = NULL;
+}
