@@ -1,0 +1,442 @@
+/*
+ * rrbench: the end-to-end benchmark. Starts an N-node ringraft cluster on this machine
+ * (threads of one process; each node with its own WAL directory on disk, fdatasync on, and
+ * a TCP transport on loopback), drives the leader with closed-loop clients (--clients,
+ * each keeping --window proposals of --size bytes outstanding), warms up, measures for
+ * --duration, and prints throughput, commit latency percentiles (propose -> applied on the
+ * leader), and per-node counters.
+ *
+ *   rrbench [--nodes 3] [--size 128] [--clients 64] [--window 128] [--duration 10]
+ *           [--warmup 2] [--dir ./rrbench-data] [--no-fsync] [--transport tcp|inproc]
+ *           [--tick-ms 100] [--wal-sync uring|dsync|syscall] [--json]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "histogram.h"
+#include "ringraft/node.h"
+#include "ringraft/transport.h"
+#include "ringraft/wal.h"
+
+#define NODES_MAX   7
+#define CLUSTER_ID  0x72726263ull /* "rrbc" */
+#define PAYLOAD_MAX (1u << 20)
+
+typedef struct opts {
+    uint32_t nodes;
+    uint32_t size_bytes;
+    uint32_t clients;
+    uint32_t window;
+    double duration_s;
+    double warmup_s;
+    const char *dir;
+    bool no_fsync;
+    bool inproc;
+    uint32_t tick_ms;
+    int wal_sync; /* -1: the WAL's default; else rr_wal_sync_mode */
+    bool json;
+} opts;
+
+typedef struct bench {
+    opts o;
+    rr_node *nodes[NODES_MAX + 1];
+    rr_transport_hub *hub;
+    rr_node_id_t leader;             /* where clients propose (atomic) */
+    uint32_t measuring;              /* atomic: 1 during the measured window */
+    uint32_t stopping;               /* atomic */
+    uint64_t committed;              /* atomic: committed in the measured window */
+    uint64_t failed;                 /* atomic: any other outcome */
+    uint64_t applied[NODES_MAX + 1]; /* entries applied per node (apply threads) */
+    rr_hist lat;                     /* leader's apply thread only */
+    uint8_t payload[PAYLOAD_MAX];
+} bench;
+
+typedef struct slot {
+    bench *b;
+    uint64_t start_ns;
+} slot;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: rrbench [--nodes N] [--size BYTES] [--clients C] [--window W]\n"
+                    "               [--duration S] [--warmup S] [--dir PATH] [--no-fsync]\n"
+                    "               [--transport tcp|inproc] [--tick-ms MS]\n"
+                    "               [--wal-sync uring|dsync|syscall] [--json]\n");
+    exit(2);
+}
+
+static uint32_t parse_u32(const char *s, uint32_t lo, uint32_t hi, const char *what)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "rrbench: %s must be an integer in [%u, %u], not '%s'\n", what, lo, hi, s);
+        exit(2);
+    }
+    return (uint32_t)v;
+}
+
+static double parse_seconds(const char *s, const char *what)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || v <= 0 || v > 3600) {
+        fprintf(stderr, "rrbench: %s must be seconds in (0, 3600], not '%s'\n", what, s);
+        exit(2);
+    }
+    return v;
+}
+
+static void parse(int argc, char **argv, opts *o)
+{
+    *o = (opts){.nodes = 3,
+                .size_bytes = 128,
+                .clients = 64,
+                .window = 128,
+                .duration_s = 10,
+                .warmup_s = 2,
+                .dir = "./rrbench-data",
+                .tick_ms = 100,
+                .wal_sync = -1};
+    static const struct option longs[] = {
+        {"nodes", required_argument, NULL, 'n'},
+        {"size", required_argument, NULL, 's'},
+        {"clients", required_argument, NULL, 'c'},
+        {"window", required_argument, NULL, 'w'},
+        {"duration", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'W'},
+        {"dir", required_argument, NULL, 'D'},
+        {"no-fsync", no_argument, NULL, 'F'},
+        {"transport", required_argument, NULL, 't'},
+        {"tick-ms", required_argument, NULL, 'T'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"wal-sync", required_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            o->nodes = parse_u32(optarg, 1, NODES_MAX, "--nodes");
+            break;
+        case 's':
+            o->size_bytes = parse_u32(optarg, 1, PAYLOAD_MAX, "--size");
+            break;
+        case 'c':
+            o->clients = parse_u32(optarg, 1, 4096, "--clients");
+            break;
+        case 'w':
+            o->window = parse_u32(optarg, 1, 4096, "--window");
+            break;
+        case 'd':
+            o->duration_s = parse_seconds(optarg, "--duration");
+            break;
+        case 'W':
+            o->warmup_s = parse_seconds(optarg, "--warmup");
+            break;
+        case 'D':
+            o->dir = optarg;
+            break;
+        case 'F':
+            o->no_fsync = true;
+            break;
+        case 't':
+            if (strcmp(optarg, "tcp") != 0 && strcmp(optarg, "inproc") != 0)
+                usage();
+            o->inproc = strcmp(optarg, "inproc") == 0;
+            break;
+        case 'T':
+            o->tick_ms = parse_u32(optarg, 1, 10000, "--tick-ms");
+            break;
+        case 'j':
+            o->json = true;
+            break;
+        case 'S':
+            if (strcmp(optarg, "uring") == 0)
+                o->wal_sync = RR_WAL_SYNC_FDATASYNC;
+            else if (strcmp(optarg, "dsync") == 0)
+                o->wal_sync = RR_WAL_SYNC_DSYNC;
+            else if (strcmp(optarg, "syscall") == 0)
+                o->wal_sync = RR_WAL_SYNC_SYSCALL;
+            else
+                usage();
+            break;
+        default:
+            usage();
+        }
+    }
+    if (optind != argc)
+        usage();
+    if ((uint64_t)o->clients * o->window > 60000) {
+        fprintf(stderr, "rrbench: --clients x --window must stay under 60000 (ring size)\n");
+        exit(2);
+    }
+}
+
+/* ---- clients: completion callbacks re-propose (closed loop) ---------------------------- */
+
+static void propose_slot(slot *s);
+
+static void on_done(void *ctx, const rr_node_result *res)
+{
+    slot *s = ctx;
+    bench *b = s->b;
+    if (__atomic_load_n(&b->measuring, __ATOMIC_RELAXED)) {
+        if (res->status == RR_NODE_COMMITTED) {
+            rr_hist_record(&b->lat, now_ns() - s->start_ns);
+            __atomic_fetch_add(&b->committed, 1, __ATOMIC_RELAXED);
+        } else {
+            __atomic_fetch_add(&b->failed, 1, __ATOMIC_RELAXED);
+        }
+    }
+    if (res->status == RR_NODE_NOT_LEADER && res->leader_hint != RR_NODE_ID_NONE)
+        __atomic_store_n(&b->leader, res->leader_hint, __ATOMIC_RELAXED);
+    if (!__atomic_load_n(&b->stopping, __ATOMIC_RELAXED))
+        propose_slot(s);
+}
+
+static void propose_slot(slot *s)
+{
+    bench *b = s->b;
+    rr_node_id_t lead = __atomic_load_n(&b->leader, __ATOMIC_RELAXED);
+    s->start_ns = now_ns();
+    int rc = rr_node_propose(b->nodes[lead], b->payload, b->o.size_bytes, on_done, s);
+    if (rc != 0 && rc != -ESHUTDOWN) {
+        fprintf(stderr, "rrbench: propose: %s\n", strerror(-rc));
+        exit(1);
+    }
+}
+
+typedef struct sm_ctx {
+    bench *b;
+    rr_node_id_t id;
+} sm_ctx;
+
+static void sm_apply(void *ctx, const rr_entry *ents, size_t n)
+{
+    sm_ctx *c = ctx;
+    (void)ents;
+    c->b->applied[c->id] += n; /* a counter is the state machine: the work is elsewhere */
+}
+
+/* ---- the cluster -------------------------------------------------------------------- */
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "rrbench: %s: %s\n", what, rc < 0 && rc > -4096 ? strerror(-rc) : "error");
+    exit(1);
+}
+
+static rr_wal *open_wal(bench *b, rr_node_id_t id)
+{
+    char path[512];
+    rr_wal_config wc;
+    if (b->o.no_fsync) {
+        rr_wal_config_init(&wc, NULL); /* in memory: durable when queued */
+    } else {
+        snprintf(path, sizeof path, "%s/node-%" PRIu64, b->o.dir, id);
+        rr_wal_config_init(&wc, path);
+        if (b->o.wal_sync >= 0)
+            wc.sync_mode = (uint8_t)b->o.wal_sync;
+    }
+    rr_wal *w;
+    rr_wal_error err;
+    int rc = rr_wal_open(&wc, &w, &err);
+    if (rc != 0) {
+        fprintf(stderr, "rrbench: opening %s: %s at offset %" PRIu64 "\n", err.path, err.msg,
+                err.offset_bytes);
+        exit(1);
+    }
+    return w;
+}
+
+static void start_cluster(bench *b, sm_ctx *sms)
+{
+    rr_transport *ts[NODES_MAX + 1];
+    if (b->o.inproc && rr_transport_hub_new(&b->hub) != 0)
+        die("hub", -ENOMEM);
+    if (!b->o.no_fsync && mkdir(b->o.dir, 0755) != 0 && errno != EEXIST)
+        die(b->o.dir, -errno);
+    for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
+        rr_transport_config tc;
+        rr_transport_config_init(&tc, CLUSTER_ID, id);
+        snprintf(tc.listen_host, sizeof tc.listen_host, "127.0.0.1");
+        tc.listen_port = 0;
+        int rc = b->o.inproc ? rr_transport_inproc_new(b->hub, &tc, &ts[id])
+                             : rr_transport_tcp_new(&tc, &ts[id]);
+        if (rc != 0)
+            die("transport", rc);
+    }
+    for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
+        for (rr_node_id_t p = 1; p <= b->o.nodes; p++) {
+            if (p == id)
+                continue;
+            uint16_t port = b->o.inproc ? 0 : rr_transport_port(ts[p]);
+            int rc = rr_transport_add_peer(ts[id], p, "127.0.0.1", port);
+            if (rc != 0)
+                die("add peer", rc);
+        }
+        int rc = rr_transport_start(ts[id]);
+        if (rc != 0)
+            die("transport start", rc);
+    }
+    for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
+        rr_node_config cfg;
+        rr_node_config_init(&cfg, id);
+        cfg.n_voters = b->o.nodes;
+        for (uint32_t k = 0; k < b->o.nodes; k++)
+            cfg.voters[k] = k + 1;
+        cfg.tick_ms = b->o.tick_ms;
+        int rc = rr_node_disk_wal(open_wal(b, id), &cfg.disk, &cfg.disk_ctx);
+        if (rc != 0)
+            die("disk", rc);
+        cfg.net = rr_node_net_transport();
+        cfg.net_ctx = ts[id];
+        sms[id] = (sm_ctx){.b = b, .id = id};
+        rr_node_callbacks cb = {.ctx = &sms[id], .apply = sm_apply};
+        rc = rr_node_create(&cfg, &cb, &b->nodes[id]);
+        if (rc != 0)
+            die("node", rc);
+    }
+    for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
+        int rc = rr_node_start(b->nodes[id]);
+        if (rc != 0)
+            die("node start", rc);
+    }
+}
+
+static rr_node_id_t wait_leader(bench *b)
+{
+    for (int t = 0; t < 3000; t++) {
+        for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
+            rr_node_stats st;
+            rr_node_stats_get(b->nodes[id], &st);
+            if (st.leader == id)
+                return id;
+        }
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "rrbench: no leader elected within 30 s\n");
+    exit(1);
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- report ---------------------------------------------------------------------------- */
+
+static void report(const bench *b, double secs, double cpu, const rr_node_stats *st0,
+                   const rr_node_stats *st1)
+{
+    double eps = (double)b->committed / secs;
+    double mbps = eps * b->o.size_bytes / 1e6;
+    uint64_t q[5] = {rr_hist_quantile(&b->lat, 0.50), rr_hist_quantile(&b->lat, 0.90),
+                     rr_hist_quantile(&b->lat, 0.99), rr_hist_quantile(&b->lat, 0.999), b->lat.max};
+    const rr_node_stats *l1 = &st1[b->leader], *l0 = &st0[b->leader];
+    double appends = (double)(l1->disk_appends - l0->disk_appends);
+    double readies = (double)(l1->readies - l0->readies);
+    double applied = (double)(l1->entries_applied - l0->entries_applied);
+    if (b->o.json) {
+        printf("{\"nodes\":%u,\"size_bytes\":%u,\"clients\":%u,\"window\":%u,"
+               "\"transport\":\"%s\",\"fsync\":%s,\"duration_s\":%.3f,"
+               "\"entries_per_s\":%.0f,\"mb_per_s\":%.2f,\"committed\":%" PRIu64
+               ",\"failed\":%" PRIu64 ",\"latency_ns\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
+               ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "},"
+               "\"leader_disk_appends_per_s\":%.0f,\"leader_entries_per_append\":%.1f,"
+               "\"leader_readies_per_s\":%.0f,\"cpu_cores\":%.2f}\n",
+               b->o.nodes, b->o.size_bytes, b->o.clients, b->o.window,
+               b->o.inproc ? "inproc" : "tcp", b->o.no_fsync ? "false" : "true", secs, eps, mbps,
+               b->committed, b->failed, q[0], q[1], q[2], q[3], q[4], appends / secs,
+               appends > 0 ? applied / appends : 0, readies / secs, cpu / secs);
+        return;
+    }
+    printf("rrbench: %u nodes, %u B entries, %u clients x %u outstanding, %s, %s, %.1f s\n",
+           b->o.nodes, b->o.size_bytes, b->o.clients, b->o.window,
+           b->o.inproc ? "in-process transport" : "TCP on loopback",
+           b->o.no_fsync ? "NO fsync (in-memory WAL)" : "WAL with fdatasync", secs);
+    printf("  throughput   %.0f entries/s, %.2f MB/s (%" PRIu64 " committed, %" PRIu64 " failed)\n",
+           eps, mbps, b->committed, b->failed);
+    printf("  commit latency (propose -> applied on the leader)\n");
+    printf("    p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n",
+           (double)q[0] / 1e6, (double)q[1] / 1e6, (double)q[2] / 1e6, (double)q[3] / 1e6,
+           (double)q[4] / 1e6);
+    printf("  leader: %.0f disk appends/s, %.1f entries per append, %.0f Readys/s\n",
+           appends / secs, appends > 0 ? applied / appends : 0, readies / secs);
+    printf("  CPU: %.2f cores for the whole cluster (%u nodes in this process)\n", cpu / secs,
+           b->o.nodes);
+}
+
+int main(int argc, char **argv)
+{
+    bench *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return 1;
+    parse(argc, argv, &b->o);
+    for (uint32_t i = 0; i < b->o.size_bytes; i++)
+        b->payload[i] = (uint8_t)(i * 131u);
+    rr_hist_reset(&b->lat);
+    sm_ctx sms[NODES_MAX + 1];
+    start_cluster(b, sms);
+    b->leader = wait_leader(b);
+
+    uint32_t n_slots = b->o.clients * b->o.window;
+    slot *slots = calloc(n_slots, sizeof(*slots));
+    for (uint32_t i = 0; i < n_slots; i++) {
+        slots[i].b = b;
+        propose_slot(&slots[i]);
+    }
+    sleep_s(b->o.warmup_s);
+
+    rr_node_stats st0[NODES_MAX + 1], st1[NODES_MAX + 1];
+    for (rr_node_id_t id = 1; id <= b->o.nodes; id++)
+        rr_node_stats_get(b->nodes[id], &st0[id]);
+    double cpu0 = cpu_s();
+    uint64_t t0 = now_ns();
+    __atomic_store_n(&b->measuring, 1, __ATOMIC_RELAXED);
+    sleep_s(b->o.duration_s);
+    __atomic_store_n(&b->measuring, 0, __ATOMIC_RELAXED);
+    uint64_t t1 = now_ns();
+    double cpu1 = cpu_s();
+    for (rr_node_id_t id = 1; id <= b->o.nodes; id++)
+        rr_node_stats_get(b->nodes[id], &st1[id]);
+
+    __atomic_store_n(&b->stopping, 1, __ATOMIC_RELAXED);
+    for (rr_node_id_t id = 1; id <= b->o.nodes; id++)
+        rr_node_stop(b->nodes[id]);
+    report(b, (double)(t1 - t0) / 1e9, cpu1 - cpu0, st0, st1);
+    for (rr_node_id_t id = 1; id <= b->o.nodes; id++)
+        rr_node_free(b->nodes[id]);
+    if (b->hub != NULL)
+        rr_transport_hub_free(b->hub);
+    free(slots);
+    free(b);
+    return 0;
+}
