@@ -14,6 +14,7 @@ packages=(
   libbenchmark-dev              # bench/: Google Benchmark
   libmicrohttpd-dev             # examples/kv: HTTP
   systemtap-sdt-dev             # USDT probes (sys/sdt.h)
+  libraft-dev libuv1-dev        # bench/peers: canonical raft, measured beside ringraft
 )
 
 missing=()
