@@ -12,7 +12,8 @@ packages=(
   libisal-dev                   # common/: CRC32C
   libcmocka-dev                 # tests
   libbenchmark-dev              # bench/: Google Benchmark
-  libmicrohttpd-dev             # examples/kv: HTTP
+  libmicrohttpd-dev             # examples/kv: HTTP server
+  libcurl4-openssl-dev          # examples/kv: rrkv-load's HTTP client
   systemtap-sdt-dev             # USDT probes (sys/sdt.h)
   libraft-dev libuv1-dev        # bench/peers: canonical raft, measured beside ringraft
 )
