@@ -30,7 +30,10 @@ void rr_wal_config_init(rr_wal_config *cfg, const char *dir)
     cfg->dir = dir;
     cfg->segment_size_bytes = RR_WAL_SEGMENT_BYTES_DEFAULT;
     cfg->queue_records_max = RR_WAL_QUEUE_RECORDS_DEFAULT;
-    cfg->sync_mode = RR_WAL_SYNC_FDATASYNC;
+    /* Measured fastest here (BENCHMARKS.md, WAL section): ext4 cannot write or fsync
+     * without blocking, so io_uring punts both to io-wq workers and every batch pays extra
+     * cross-CPU wake-ups; the io thread's own syscalls avoid them. */
+    cfg->sync_mode = RR_WAL_SYNC_SYSCALL;
     cfg->prealloc_mode = RR_WAL_PREALLOC_ZERO;
 }
 
