@@ -151,6 +151,9 @@ typedef struct hub {
 typedef struct netend {
     hub *h;
     rr_node_id_t self;
+    uint32_t peers_added;       /* atomic */
+    char last_added[32];        /* context of the last add_peer */
+    rr_node_id_t last_added_id; /* atomic */
 } netend;
 
 static void net_send(void *ctx, rr_message *m)
@@ -203,6 +206,17 @@ static uint32_t net_reports(void *ctx, rr_node_net_report *out, uint32_t max)
     return 0;
 }
 
+static int net_add_peer(void *ctx, rr_node_id_t id, const uint8_t *context, uint32_t len)
+{
+    netend *e = ctx;
+    assert_true(len < sizeof e->last_added);
+    memcpy(e->last_added, context, len);
+    e->last_added[len] = '\0';
+    __atomic_store_n(&e->last_added_id, id, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&e->peers_added, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
 static int net_fd(void *ctx)
 {
     netend *e = ctx;
@@ -219,6 +233,7 @@ static const rr_node_net_ops net_ops = {
     .flush = net_flush,
     .recv = net_recv,
     .reports = net_reports,
+    .add_peer = net_add_peer,
     .wait_fd = net_fd,
     .close = net_close,
 };
@@ -289,6 +304,7 @@ typedef struct cluster {
     rr_node *nodes[NODES + 1];
     sm sms[NODES + 1];
     mdisk *disks[NODES + 1];
+    netend *ends[NODES + 1]; /* owned by the nodes */
     uint64_t snapshot_every; /* 0: none */
 } cluster;
 
@@ -311,6 +327,7 @@ static void node_open(cluster *c, uint32_t i)
     netend *e = calloc(1, sizeof(*e));
     e->h = &c->h;
     e->self = i;
+    c->ends[i] = e;
     cfg.net = &net_ops;
     cfg.net_ctx = e;
     rr_node_callbacks cb = {.ctx = &c->sms[i],
@@ -518,6 +535,33 @@ static rr_node_result wait_result(waiter *w)
     return w->res;
 }
 
+/* A membership change carries its context (an address) to every node's transport as it
+ * takes effect. */
+static void test_added_member_reaches_every_transport(void **state)
+{
+    (void)state;
+    cluster *c = malloc(sizeof(*c));
+    cluster_start(c, 0);
+    rr_node_id_t lead = wait_leader(c);
+    waiter w = {0};
+    static const char addr[] = "127.0.0.1:4444";
+    assert_int_equal(rr_node_add(c->nodes[lead], 4, true, addr, sizeof addr - 1, waiter_done, &w),
+                     0);
+    assert_int_equal(wait_result(&w).status, RR_NODE_COMMITTED);
+    for (uint32_t i = 1; i <= NODES; i++) {
+        for (int t = 0; t < 500 && __atomic_load_n(&c->ends[i]->peers_added, __ATOMIC_ACQUIRE) == 0;
+             t++) {
+            struct timespec ts = {0, 10000000};
+            nanosleep(&ts, NULL);
+        }
+        assert_int_equal(__atomic_load_n(&c->ends[i]->peers_added, __ATOMIC_ACQUIRE), 1);
+        assert_int_equal(__atomic_load_n(&c->ends[i]->last_added_id, __ATOMIC_ACQUIRE), 4);
+        assert_string_equal(c->ends[i]->last_added, addr);
+    }
+    cluster_stop(c);
+    free(c);
+}
+
 /* Removing the leader hands leadership over first; retried on the new leader, the removal
  * commits and the remaining two keep committing. */
 static void test_removing_the_leader_transfers_first(void **state)
@@ -577,7 +621,10 @@ static void test_snapshots_and_restart_rebuild_the_same_state(void **state)
         assert_true(st.snapshots >= 2);
     }
     rr_storage s = mdisk_storage(c->disks[1]);
-    assert_true(s.ops->first_index(s.ctx) > 1000); /* the log was compacted */
+    pthread_mutex_lock(&c->disks[1]->mu); /* the raft thread compacts under it */
+    rr_index_t first = s.ops->first_index(s.ctx);
+    pthread_mutex_unlock(&c->disks[1]->mu);
+    assert_true(first > 1000); /* the log was compacted */
 
     /* Restart a follower over the same disk: its state machine starts empty. */
     uint32_t f = (uint32_t)(lead % NODES + 1);
@@ -598,6 +645,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_nodes_commit_in_order_everywhere),
         cmocka_unit_test(test_removing_the_leader_transfers_first),
+        cmocka_unit_test(test_added_member_reaches_every_transport),
         cmocka_unit_test(test_snapshots_and_restart_rebuild_the_same_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

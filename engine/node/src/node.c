@@ -48,6 +48,7 @@ typedef struct request {
     rr_buf life;
     uint8_t kind;
     bool learner;
+    bool add; /* REQ_CONF: add (context in data/len) or remove */
     rr_node_done_fn done;
     void *ctx;
     uint64_t start_ns;
@@ -285,17 +286,21 @@ int rr_node_read_barrier(rr_node *n, rr_node_done_fn done, void *ctx)
     return submit(n, r);
 }
 
-int rr_node_add(rr_node *n, rr_node_id_t id, bool learner, rr_node_done_fn done, void *ctx)
+int rr_node_add(rr_node *n, rr_node_id_t id, bool learner, const void *context,
+                uint32_t context_len, rr_node_done_fn done, void *ctx)
 {
-    if (id == RR_NODE_ID_NONE)
+    if (id == RR_NODE_ID_NONE || context_len > RR_NODE_CONTEXT_BYTES_MAX)
         return -EINVAL;
-    request *r = request_new(REQ_CONF, 0, done, ctx);
+    request *r = request_new(REQ_CONF, context_len, done, ctx);
     if (r == NULL)
         return -ENOMEM;
     r->target = id;
     r->learner = learner;
-    r->result.status = 0;
-    r->len = 1; /* add */
+    r->add = true;
+    if (context_len > 0)
+        memcpy(r->payload, context, context_len);
+    r->data = r->payload;
+    r->len = context_len;
     return submit(n, r);
 }
 
@@ -307,7 +312,7 @@ int rr_node_remove(rr_node *n, rr_node_id_t id, rr_node_done_fn done, void *ctx)
     if (r == NULL)
         return -ENOMEM;
     r->target = id;
-    r->len = 0; /* remove */
+    r->add = false;
     return submit(n, r);
 }
 
@@ -392,7 +397,7 @@ static rr_node_id_t best_successor(rr_node *n)
 
 static void propose_conf(rr_node *n, request *r, request **failed)
 {
-    if (r->len == 0 && r->target == n->id) {
+    if (!r->add && r->target == n->id) {
         /* Removing the leader: hand leadership over first (thesis §3.10), to the voter
          * with the longest log. A removed leader that stops campaigning while it holds
          * entries the others lack can leave the cluster without a leader (rr-sim
@@ -408,9 +413,11 @@ static void propose_conf(rr_node *n, request *r, request **failed)
     cc.v1 = true;
     cc.n_changes = 1;
     cc.changes[0].node_id = r->target;
-    cc.changes[0].type = r->len == 0  ? RR_CONF_REMOVE_NODE
+    cc.changes[0].type = !r->add      ? RR_CONF_REMOVE_NODE
                          : r->learner ? RR_CONF_ADD_LEARNER_NODE
                                       : RR_CONF_ADD_NODE;
+    cc.context = r->len > 0 ? r->data : NULL;
+    cc.context_len = r->len;
     int rc = rr_rawnode_propose_conf_change(n->rn, &cc);
     if (rc != 0) {
         fail_request(r, RR_NODE_DROPPED, n->soft.lead, failed);
@@ -641,6 +648,25 @@ static void disk_append(rr_node *n, rr_message *m)
     n->disk_tail = w;
 }
 
+/* The transport learns about members as their changes take effect. */
+static void tell_transport(rr_node *n, const rr_conf_change *cc)
+{
+    for (uint32_t i = 0; i < cc->n_changes; i++) {
+        const rr_conf_change_single *c = &cc->changes[i];
+        if (c->node_id == n->id)
+            continue;
+        if (c->type == RR_CONF_REMOVE_NODE && n->cfg.net->remove_peer != NULL) {
+            n->cfg.net->remove_peer(n->cfg.net_ctx, c->node_id);
+        } else if ((c->type == RR_CONF_ADD_NODE || c->type == RR_CONF_ADD_LEARNER_NODE) &&
+                   n->cfg.net->add_peer != NULL && cc->context_len > 0) {
+            int rc = n->cfg.net->add_peer(n->cfg.net_ctx, c->node_id, cc->context, cc->context_len);
+            if (rc != 0 && rc != -EEXIST)
+                fprintf(stderr, "ringraft: node %" PRIu64 ": adding peer %" PRIu64 ": %s\n", n->id,
+                        c->node_id, rr_strerror(rc));
+        }
+    }
+}
+
 /* Completes the proposals whose entries are among ents (committed), applies conf changes
  * to the RawNode, and hands everything to the apply thread. */
 static void hand_to_apply(rr_node *n, rr_message *m)
@@ -669,6 +695,7 @@ static void hand_to_apply(rr_node *n, rr_message *m)
                 rr_conf_state cs;
                 rr_rawnode_apply_conf_change(n->rn, &cc, &cs);
                 record_conf(n, e->index, &cs);
+                tell_transport(n, &cc);
             }
         }
     }

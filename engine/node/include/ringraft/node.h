@@ -42,6 +42,9 @@ extern "C" {
 
 typedef struct rr_node rr_node;
 
+/* Bytes of context a membership change may carry (an address). */
+#define RR_NODE_CONTEXT_BYTES_MAX 256u
+
 /* How a proposal (or a membership change, or a read barrier) ended. */
 typedef enum rr_node_status {
     RR_NODE_COMMITTED = 0,  /* committed and applied at index (read barrier: may read now) */
@@ -117,6 +120,12 @@ typedef struct rr_node_net_ops {
     uint32_t (*recv)(void *ctx, rr_message *out, uint32_t max);
     /* Moves up to max reports (unreachable peers, snapshot outcomes) into out. */
     uint32_t (*reports)(void *ctx, rr_node_net_report *out, uint32_t max);
+    /* Membership changes reach the transport as they take effect (in log order, raft
+     * thread): add_peer with the context the change was proposed with (rrkv: "host:port"),
+     * remove_peer on removal. Optional (NULL: the peer set is fixed). add_peer returns 0
+     * or -errno (logged; the peer stays unreachable). */
+    int (*add_peer)(void *ctx, rr_node_id_t id, const uint8_t *context, uint32_t context_len);
+    void (*remove_peer)(void *ctx, rr_node_id_t id);
     /* A descriptor that becomes readable when recv or reports may return something; recv
      * clears it. */
     int (*wait_fd)(void *ctx);
@@ -185,10 +194,13 @@ int rr_node_propose_buf(rr_node *n, const uint8_t *data, uint32_t len, rr_buf *b
  * call has been applied, with status RR_NODE_COMMITTED; the caller may then read its state
  * machine. Same returns as rr_node_propose. */
 int rr_node_read_barrier(rr_node *n, rr_node_done_fn done, void *ctx);
-/* Membership changes through the log; done runs when the change is applied. Removing the
+/* Membership changes through the log; done runs when the change is applied. context
+ * (copied, at most RR_NODE_CONTEXT_BYTES_MAX) travels with the change to every node's
+ * net add_peer. Removing the
  * leader itself first hands leadership to the most up-to-date voter and completes with
  * RR_NODE_NOT_LEADER naming it: retry the removal there. */
-int rr_node_add(rr_node *n, rr_node_id_t id, bool learner, rr_node_done_fn done, void *ctx);
+int rr_node_add(rr_node *n, rr_node_id_t id, bool learner, const void *context,
+                uint32_t context_len, rr_node_done_fn done, void *ctx);
 int rr_node_remove(rr_node *n, rr_node_id_t id, rr_node_done_fn done, void *ctx);
 int rr_node_transfer_leader(rr_node *n, rr_node_id_t to);
 
