@@ -353,6 +353,24 @@ static double cpu_s(void)
 
 /* ---- report ---------------------------------------------------------------------------- */
 
+/* Where a proposal's time goes on the leader, stage by stage (rr_node_stats). */
+static void print_stages(const rr_node_stats *st)
+{
+    static const char *const names[RR_NODE_STAGE_COUNT] = {
+        "queue  (propose -> raft thread)", "commit (raft thread -> committed)",
+        "apply  (committed -> callback)", "total  (propose -> callback)",
+        "disk   (append -> durable, per append)"};
+    printf("  per-stage latency on the leader (ms): p50 / p90 / p99 / max, mean\n");
+    for (int i = 0; i < RR_NODE_STAGE_COUNT; i++) {
+        const rr_node_latency *l = &st->stage[i];
+        printf("    %-40s %8.3f %8.3f %8.3f %8.3f  %8.3f\n", names[i], (double)l->p50_ns / 1e6,
+               (double)l->p90_ns / 1e6, (double)l->p99_ns / 1e6, (double)l->max_ns / 1e6,
+               l->mean_ns / 1e6);
+    }
+    printf("  batching: %.1f proposals per MsgProp, %.1f entries per disk append\n",
+           st->propose_batch_mean, st->disk_batch_mean);
+}
+
 static void report(const bench *b, double secs, double cpu, const rr_node_stats *st0,
                    const rr_node_stats *st1)
 {
@@ -371,11 +389,17 @@ static void report(const bench *b, double secs, double cpu, const rr_node_stats 
                ",\"failed\":%" PRIu64 ",\"latency_ns\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
                ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "},"
                "\"leader_disk_appends_per_s\":%.0f,\"leader_entries_per_append\":%.1f,"
-               "\"leader_readies_per_s\":%.0f,\"cpu_cores\":%.2f}\n",
+               "\"leader_readies_per_s\":%.0f,\"cpu_cores\":%.2f,"
+               "\"stage_p50_ns\":{\"queue\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"apply\":%" PRIu64
+               ",\"disk\":%" PRIu64 "},"
+               "\"propose_batch_mean\":%.1f,\"disk_batch_mean\":%.1f}\n",
                b->o.nodes, b->o.size_bytes, b->o.clients, b->o.window,
                b->o.inproc ? "inproc" : "tcp", b->o.no_fsync ? "false" : "true", secs, eps, mbps,
                b->committed, b->failed, q[0], q[1], q[2], q[3], q[4], appends / secs,
-               appends > 0 ? applied / appends : 0, readies / secs, cpu / secs);
+               appends > 0 ? applied / appends : 0, readies / secs, cpu / secs,
+               l1->stage[RR_NODE_STAGE_QUEUE].p50_ns, l1->stage[RR_NODE_STAGE_COMMIT].p50_ns,
+               l1->stage[RR_NODE_STAGE_APPLY].p50_ns, l1->stage[RR_NODE_STAGE_DISK].p50_ns,
+               l1->propose_batch_mean, l1->disk_batch_mean);
         return;
     }
     printf("rrbench: %u nodes, %u B entries, %u clients x %u outstanding, %s, %s, %.1f s\n",
@@ -392,6 +416,7 @@ static void report(const bench *b, double secs, double cpu, const rr_node_stats 
            appends / secs, appends > 0 ? applied / appends : 0, readies / secs);
     printf("  CPU: %.2f cores for the whole cluster (%u nodes in this process)\n", cpu / secs,
            b->o.nodes);
+    print_stages(l1);
 }
 
 int main(int argc, char **argv)
@@ -416,8 +441,10 @@ int main(int argc, char **argv)
     sleep_s(b->o.warmup_s);
 
     rr_node_stats st0[NODES_MAX + 1], st1[NODES_MAX + 1];
-    for (rr_node_id_t id = 1; id <= b->o.nodes; id++)
+    for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
+        rr_node_stats_reset(b->nodes[id]); /* stage histograms: the measured window only */
         rr_node_stats_get(b->nodes[id], &st0[id]);
+    }
     double cpu0 = cpu_s();
     uint64_t t0 = now_ns();
     __atomic_store_n(&b->measuring, 1, __ATOMIC_RELAXED);

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sdt.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,7 +52,9 @@ typedef struct request {
     bool add; /* REQ_CONF: add (context in data/len) or remove */
     rr_node_done_fn done;
     void *ctx;
-    uint64_t start_ns;
+    uint64_t start_ns;     /* rr_node_propose */
+    uint64_t taken_ns;     /* popped by the raft thread */
+    uint64_t committed_ns; /* handed to the apply thread */
     rr_index_t index;
     rr_term_t term;
     rr_node_id_t target; /* conf change / transfer */
@@ -87,6 +90,7 @@ typedef struct apply_item {
 /* Responses of a MsgStorageAppend, released once seq is durable. */
 typedef struct disk_wait {
     int64_t seq;
+    uint64_t appended_ns;
     rr_message *responses;
     uint32_t n_responses;
     struct disk_wait *next;
@@ -146,10 +150,13 @@ struct rr_node {
     uint32_t n_confs;
     uint64_t n_snapshots;
     rr_node_id_t leader; /* published copy of soft.lead for other threads */
-    /* Written by the apply thread once per batch, read by rr_node_stats_get: the lock keeps
-     * quantiles consistent and costs one uncontended acquisition per applied batch. */
+    /* Written by the raft and apply threads once per batch (never per entry), read by
+     * rr_node_stats_get: the lock keeps quantiles consistent at one uncontended acquisition
+     * per batch. */
     pthread_mutex_t hist_mu;
-    rr_hist commit_ns;
+    rr_hist stage_ns[RR_NODE_STAGE_COUNT];
+    rr_hist propose_batch; /* proposals per MsgProp */
+    rr_hist disk_batch;    /* entries per disk append */
 };
 
 static uint64_t now_ns(void)
@@ -259,6 +266,7 @@ int rr_node_propose(rr_node *n, const void *data, uint32_t len, rr_node_done_fn 
     r->data = r->payload;
     r->len = len;
     stat_add(&n->n_proposals, 1);
+    DTRACE_PROBE2(ringraft, propose, n->id, len);
     return submit(n, r);
 }
 
@@ -448,12 +456,19 @@ static void propose_batch(rr_node *n, uint32_t count, request **failed)
     rr_index_t last;
     rr_term_t term;
     rr_rawnode_last_entry(n->rn, &last, &term);
+    uint64_t t = now_ns();
+    pthread_mutex_lock(&n->hist_mu);
+    rr_hist_record(&n->propose_batch, count);
     for (uint32_t i = 0; i < count; i++) {
         request *r = n->batch_reqs[i];
         r->index = last - count + 1 + i;
         r->term = term;
+        r->taken_ns = t;
+        rr_hist_record(&n->stage_ns[RR_NODE_STAGE_QUEUE], t - r->start_ns);
         req_list_push(&n->proposed, r);
     }
+    pthread_mutex_unlock(&n->hist_mu);
+    DTRACE_PROBE3(ringraft, batch, n->id, count, last);
     if (count > n->batch_max)
         __atomic_store_n(&n->batch_max, count, __ATOMIC_RELAXED);
 }
@@ -546,8 +561,13 @@ static bool drain_disk(rr_node *n)
     if (durable < 0)
         fatal_disk(n, "sync", (int)durable);
     bool any = false;
+    uint64_t t = now_ns();
     while (n->disk_head != NULL && n->disk_head->seq <= durable) {
         disk_wait *w = n->disk_head;
+        pthread_mutex_lock(&n->hist_mu);
+        rr_hist_record(&n->stage_ns[RR_NODE_STAGE_DISK], t - w->appended_ns);
+        pthread_mutex_unlock(&n->hist_mu);
+        DTRACE_PROBE2(ringraft, disk_durable, n->id, w->seq);
         n->disk_head = w->next;
         if (n->disk_head == NULL)
             n->disk_tail = NULL;
@@ -631,12 +651,17 @@ static void disk_append(rr_node *n, rr_message *m)
             fatal_disk(n, "append", (int)seq);
         n->disk_last_seq = seq;
         stat_add(&n->n_disk_appends, 1);
+        pthread_mutex_lock(&n->hist_mu);
+        rr_hist_record(&n->disk_batch, m->n_entries);
+        pthread_mutex_unlock(&n->hist_mu);
+        DTRACE_PROBE3(ringraft, disk_append, n->id, m->n_entries, seq);
     }
     if (m->n_responses == 0)
         return;
     disk_wait *w = calloc(1, sizeof(*w));
     RR_ASSERT(w != NULL);
     w->seq = seq; /* responses-only: wait for everything written before */
+    w->appended_ns = now_ns();
     w->responses = m->responses;
     w->n_responses = m->n_responses;
     m->responses = NULL;
@@ -699,8 +724,20 @@ static void hand_to_apply(rr_node *n, rr_message *m)
             }
         }
     }
-    if (m->n_entries > 0)
+    if (m->n_entries > 0) {
         n->handed_index = m->entries[m->n_entries - 1].index;
+        DTRACE_PROBE3(ringraft, commit, n->id, m->entries[0].index, n->handed_index);
+    }
+    if (done != NULL) {
+        uint64_t t = now_ns();
+        pthread_mutex_lock(&n->hist_mu);
+        for (request *r = done; r != NULL; r = r->next) {
+            r->committed_ns = t;
+            if (r->kind == REQ_PROPOSE && r->result.status == RR_NODE_COMMITTED)
+                rr_hist_record(&n->stage_ns[RR_NODE_STAGE_COMMIT], t - r->taken_ns);
+        }
+        pthread_mutex_unlock(&n->hist_mu);
+    }
     it->ents = m->entries;
     it->n_ents = m->n_entries;
     it->skip_through = n->snapshot_index;
@@ -793,6 +830,7 @@ static void handle_ready(rr_node *n)
         } else if (m->to == RR_LOCAL_APPLY_THREAD) {
             hand_to_apply(n, m);
         } else {
+            DTRACE_PROBE4(ringraft, send, n->id, m->to, m->type, m->n_entries);
             n->cfg.net->send(n->cfg.net_ctx, m); /* takes the message */
             memset(m, 0, sizeof(*m));
             stat_add(&n->n_sent, 1);
@@ -964,10 +1002,14 @@ static void apply_item_run(rr_node *n, apply_item *it)
     uint64_t t = now_ns();
     pthread_mutex_lock(&n->hist_mu);
     for (request *q = it->done; q != NULL; q = q->next) {
-        if (q->kind == REQ_PROPOSE && q->result.status == RR_NODE_COMMITTED)
-            rr_hist_record(&n->commit_ns, t - q->start_ns);
+        if (q->kind == REQ_PROPOSE && q->result.status == RR_NODE_COMMITTED) {
+            rr_hist_record(&n->stage_ns[RR_NODE_STAGE_APPLY], t - q->committed_ns);
+            rr_hist_record(&n->stage_ns[RR_NODE_STAGE_TOTAL], t - q->start_ns);
+        }
     }
     pthread_mutex_unlock(&n->hist_mu);
+    if (it->n_ents > 0)
+        DTRACE_PROBE2(ringraft, apply, n->id, it->ents[it->n_ents - 1].index);
     request *r = it->done;
     while (r != NULL) {
         request *next = r->next;
@@ -1086,6 +1128,21 @@ static rr_index_t stored_applied(const rr_node_config *cfg)
     return applied;
 }
 
+static void stats_hists_reset(rr_node *n)
+{
+    for (int i = 0; i < RR_NODE_STAGE_COUNT; i++)
+        rr_hist_reset(&n->stage_ns[i]);
+    rr_hist_reset(&n->propose_batch);
+    rr_hist_reset(&n->disk_batch);
+}
+
+void rr_node_stats_reset(rr_node *n)
+{
+    pthread_mutex_lock(&n->hist_mu);
+    stats_hists_reset(n);
+    pthread_mutex_unlock(&n->hist_mu);
+}
+
 int rr_node_create(const rr_node_config *cfg, const rr_node_callbacks *cb, rr_node **out)
 {
     if (cfg->disk == NULL || cfg->net == NULL || cb->apply == NULL || cfg->tick_ms == 0 ||
@@ -1099,8 +1156,8 @@ int rr_node_create(const rr_node_config *cfg, const rr_node_callbacks *cb, rr_no
     n->id = cfg->id;
     n->timer_fd = -1;
     n->raft_wake.fd = n->apply_wake.fd = -1;
-    rr_hist_reset(&n->commit_ns);
     pthread_mutex_init(&n->hist_mu, NULL);
+    stats_hists_reset(n);
     int rc = bootstrap(cfg);
     if (rc == 0)
         rc = rr_ring_init(&n->propose_ring, cfg->propose_ring_capacity);
@@ -1268,8 +1325,21 @@ void rr_node_stats_get(rr_node *n, rr_node_stats *out)
     out->batch_entries_max = __atomic_load_n(&n->batch_max, __ATOMIC_RELAXED);
     out->snapshots = __atomic_load_n(&n->n_snapshots, __ATOMIC_RELAXED);
     pthread_mutex_lock(&n->hist_mu);
-    out->commit_p50_ns = rr_hist_quantile(&n->commit_ns, 0.50);
-    out->commit_p99_ns = rr_hist_quantile(&n->commit_ns, 0.99);
-    out->commit_max_ns = n->commit_ns.max;
+    for (int i = 0; i < RR_NODE_STAGE_COUNT; i++) {
+        const rr_hist *h = &n->stage_ns[i];
+        rr_node_latency *l = &out->stage[i];
+        l->count = h->count;
+        l->p50_ns = rr_hist_quantile(h, 0.50);
+        l->p90_ns = rr_hist_quantile(h, 0.90);
+        l->p99_ns = rr_hist_quantile(h, 0.99);
+        l->p999_ns = rr_hist_quantile(h, 0.999);
+        l->max_ns = h->count > 0 ? h->max : 0;
+        l->mean_ns = rr_hist_mean(h);
+    }
+    out->propose_batch_mean = rr_hist_mean(&n->propose_batch);
+    out->disk_batch_mean = rr_hist_mean(&n->disk_batch);
     pthread_mutex_unlock(&n->hist_mu);
+    out->commit_p50_ns = out->stage[RR_NODE_STAGE_TOTAL].p50_ns;
+    out->commit_p99_ns = out->stage[RR_NODE_STAGE_TOTAL].p99_ns;
+    out->commit_max_ns = out->stage[RR_NODE_STAGE_TOTAL].max_ns;
 }

@@ -204,6 +204,22 @@ int rr_node_add(rr_node *n, rr_node_id_t id, bool learner, const void *context,
 int rr_node_remove(rr_node *n, rr_node_id_t id, rr_node_done_fn done, void *ctx);
 int rr_node_transfer_leader(rr_node *n, rr_node_id_t to);
 
+/* Where a proposal's time goes, stage by stage (leader-local proposals). */
+typedef enum rr_node_stage {
+    RR_NODE_STAGE_QUEUE = 0,  /* rr_node_propose -> taken by the raft thread */
+    RR_NODE_STAGE_COMMIT = 1, /* taken -> committed (replicated, durable on a quorum) */
+    RR_NODE_STAGE_APPLY = 2,  /* committed -> applied, callback run */
+    RR_NODE_STAGE_TOTAL = 3,  /* rr_node_propose -> callback run */
+    RR_NODE_STAGE_DISK = 4,   /* one disk append -> durable (write + fsync), per append */
+    RR_NODE_STAGE_COUNT = 5,
+} rr_node_stage;
+
+typedef struct rr_node_latency {
+    uint64_t count;
+    uint64_t p50_ns, p90_ns, p99_ns, p999_ns, max_ns;
+    double mean_ns;
+} rr_node_latency;
+
 typedef struct rr_node_stats {
     rr_node_id_t id;
     rr_node_id_t leader;
@@ -218,9 +234,16 @@ typedef struct rr_node_stats {
     uint64_t messages_received;
     uint64_t batch_entries_max;
     uint64_t snapshots; /* taken and persisted by this node */
-    /* Latency quantiles, ns: propose -> applied on this node (leader-local proposals). */
+    /* Since start or the last rr_node_stats_reset: */
+    rr_node_latency stage[RR_NODE_STAGE_COUNT];
+    double propose_batch_mean; /* proposals per MsgProp */
+    double disk_batch_mean;    /* entries per disk append */
+    /* Kept for existing callers: stage[RR_NODE_STAGE_TOTAL]'s p50, p99 and max. */
     uint64_t commit_p50_ns, commit_p99_ns, commit_max_ns;
 } rr_node_stats;
+
+/* Clears the latency and batch histograms (e.g. after a benchmark's warm-up). Any thread. */
+void rr_node_stats_reset(rr_node *n);
 
 /* A consistent-enough snapshot of counters (read without stopping the threads). */
 void rr_node_stats_get(rr_node *n, rr_node_stats *out);
