@@ -8,7 +8,7 @@
  *
  *   rrbench [--nodes 3] [--size 128] [--clients 64] [--window 128] [--duration 10]
  *           [--warmup 2] [--dir ./rrbench-data] [--no-fsync] [--transport tcp|inproc]
- *           [--tick-ms 100] [--wal-sync uring|dsync|syscall] [--json]
+ *           [--tick-ms 100] [--wal-sync uring|dsync|syscall|direct] [--json]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -76,7 +76,7 @@ static void usage(void)
     fprintf(stderr, "usage: rrbench [--nodes N] [--size BYTES] [--clients C] [--window W]\n"
                     "               [--duration S] [--warmup S] [--dir PATH] [--no-fsync]\n"
                     "               [--transport tcp|inproc] [--tick-ms MS]\n"
-                    "               [--wal-sync uring|dsync|syscall] [--json]\n");
+                    "               [--wal-sync uring|dsync|syscall|direct] [--json]\n");
     exit(2);
 }
 
@@ -174,6 +174,8 @@ static void parse(int argc, char **argv, opts *o)
                 o->wal_sync = RR_WAL_SYNC_DSYNC;
             else if (strcmp(optarg, "syscall") == 0)
                 o->wal_sync = RR_WAL_SYNC_SYSCALL;
+            else if (strcmp(optarg, "direct") == 0)
+                o->wal_sync = RR_WAL_SYNC_DIRECT;
             else
                 usage();
             break;
@@ -405,7 +407,7 @@ static void report(const bench *b, double secs, double cpu, const rr_node_stats 
     printf("rrbench: %u nodes, %u B entries, %u clients x %u outstanding, %s, %s, %.1f s\n",
            b->o.nodes, b->o.size_bytes, b->o.clients, b->o.window,
            b->o.inproc ? "in-process transport" : "TCP on loopback",
-           b->o.no_fsync ? "NO fsync (in-memory WAL)" : "WAL with fdatasync", secs);
+           b->o.no_fsync ? "NO fsync (in-memory WAL)" : "durable WAL", secs);
     printf("  throughput   %.0f entries/s, %.2f MB/s (%" PRIu64 " committed, %" PRIu64 " failed)\n",
            eps, mbps, b->committed, b->failed);
     printf("  commit latency (propose -> applied on the leader)\n");

@@ -19,6 +19,11 @@
  *                      fdatasync system calls instead of using the ring.
  * wal_vs_plain, wal_syscall_vs_plain  WAL (default / SYSCALL) and plain loop alternating
  *                      batch by batch in one run (see bench_wal_vs_plain).
+ * wal_append_direct    the WAL with RR_WAL_SYNC_DIRECT: O_DIRECT | O_DSYNC block writes
+ *                      from a staging buffer, no fdatasync.
+ * wal_direct_vs_plain  the same alternation with DIRECT.
+ * wal_direct_vs_syscall plain loop, SYSCALL WAL and DIRECT WAL in turn, batch by batch, in
+ *                      one run: the three see the same disk (bench_wal_three_way).
  *
  * The WAL runs as a replica would in steady state: warmed up untimed until segments have
  * been compacted and recycled, then compacting (snapshot + rr_wal_compact) every segment's
@@ -225,6 +230,15 @@ static void bench_wal_syscall(rr_bench_state *st, void *arg)
     bench_wal(st, &cfg, 1);
 }
 
+static void bench_wal_direct(rr_bench_state *st, void *arg)
+{
+    (void)arg;
+    rr_wal_config cfg;
+    rr_wal_config_init(&cfg, NULL);
+    cfg.sync_mode = RR_WAL_SYNC_DIRECT;
+    bench_wal(st, &cfg, 1);
+}
+
 static void bench_wal_dsync(rr_bench_state *st, void *arg)
 {
     (void)arg;
@@ -364,6 +378,99 @@ static void bench_wal_vs_plain(rr_bench_state *st, void *arg)
     rr_bench_counter(st, "wal_vs_plain", plain_s / wal_s, 0);
 }
 
+/* Segments of the three-way run: 8 MiB instead of 64, so that warming two WALs up (four
+ * segments each, then compaction) writes 64 MiB, not 512, on a shared machine. A rollover
+ * (rename, directory fsync) then comes every 8 MiB, the same for both WALs. */
+#define THREE_WAY_SEGMENT_BYTES (8u << 20)
+
+/* One WAL of the three-way run: its own directory under dir, warmed up. */
+typedef struct wal_side {
+    rr_wal *w;
+    rr_index_t next;
+    uint64_t since_compact;
+    double s;
+} wal_side;
+
+static int side_open(wal_side *side, const char *dir, const char *sub, uint8_t mode, uint32_t bytes)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, sub);
+    rr_wal_config cfg;
+    rr_wal_config_init(&cfg, path);
+    cfg.sync_mode = mode;
+    cfg.segment_size_bytes = THREE_WAY_SEGMENT_BYTES;
+    *side = (wal_side){.next = 1};
+    int rc = rr_wal_open(&cfg, &side->w, NULL);
+    return rc == 0 ? warm_up(side->w, bytes, &side->next) : rc;
+}
+
+/* One timed batch through side, compacting (untimed) every segment's worth. */
+static int side_batch(wal_side *side, size_t batch, uint32_t bytes)
+{
+    double t0 = now_s();
+    fill_batch(side->next, batch, bytes);
+    int rc = rr_wal_append(side->w, batch_ents, batch);
+    if (rc == 0)
+        rc = rr_wal_wait(side->w, rr_wal_last_seq(side->w), NULL);
+    side->s += now_s() - t0;
+    side->next += batch;
+    side->since_compact += batch * (RECORD_OVERHEAD_BYTES + bytes);
+    if (rc == 0 && side->since_compact >= THREE_WAY_SEGMENT_BYTES) {
+        rc = compact(side->w);
+        side->since_compact = 0;
+    }
+    return rc;
+}
+
+/* wal_direct_vs_syscall: per iteration one batch through the plain loop, one through a
+ * SYSCALL WAL, one through a DIRECT WAL (closed loop each). Counters: entries/s of each
+ * and direct_vs_syscall, direct_vs_plain (ratios of time: > 1 means DIRECT is faster). */
+static void bench_wal_three_way(rr_bench_state *st, void *arg)
+{
+    (void)arg;
+    uint32_t bytes = (uint32_t)rr_bench_arg(st, 0);
+    size_t batch = (size_t)rr_bench_arg(st, 1);
+    char dir[256], path[300];
+    bench_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/plain", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    RR_ASSERT(fd >= 0);
+    RR_ASSERT(prealloc_zero(fd, PLAIN_FILE_BYTES) == 0);
+    wal_side sys = {0}, dir_side = {0};
+    int rc = side_open(&sys, dir, "syscall", RR_WAL_SYNC_SYSCALL, bytes);
+    if (rc == 0)
+        rc = side_open(&dir_side, dir, "direct", RR_WAL_SYNC_DIRECT, bytes);
+    if (rc == 0 && rr_wal_sync_mode_used(dir_side.w) != RR_WAL_SYNC_DIRECT)
+        rc = -EINVAL; /* fell back: no O_DIRECT on this file system */
+    uint64_t off = 0;
+    double plain_s = 0;
+    while (rr_bench_keep_running(st)) {
+        if (rc != 0)
+            continue;
+        double t0 = now_s();
+        rc = plain_batch(fd, batch, bytes, &off);
+        plain_s += now_s() - t0;
+        if (rc == 0)
+            rc = side_batch(&sys, batch, bytes);
+        if (rc == 0)
+            rc = side_batch(&dir_side, batch, bytes);
+    }
+    rr_wal_close(sys.w);
+    rr_wal_close(dir_side.w);
+    close(fd);
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    if (rc != 0) {
+        rr_bench_skip_with_error(st, "a WAL or the plain loop failed (or no O_DIRECT)");
+        return;
+    }
+    double entries = (double)rr_bench_iterations(st) * (double)batch;
+    rr_bench_counter(st, "plain_entries_per_s", entries / plain_s, 0);
+    rr_bench_counter(st, "syscall_entries_per_s", entries / sys.s, 0);
+    rr_bench_counter(st, "direct_entries_per_s", entries / dir_side.s, 0);
+    rr_bench_counter(st, "direct_vs_syscall", sys.s / dir_side.s, 0);
+    rr_bench_counter(st, "direct_vs_plain", plain_s / dir_side.s, 0);
+}
+
 #define WAL_DEF(var, nm, f) WAL_DEF_ARG(var, nm, f, NULL)
 #define WAL_DEF_ARG(var, nm, f, a)                                                                 \
     static const struct rr_bench_def var = {                                                       \
@@ -378,9 +485,13 @@ static void bench_wal_vs_plain(rr_bench_state *st, void *arg)
     };                                                                                             \
     RR_BENCH_REGISTER(var)
 
-static uint8_t mode_fdatasync = RR_WAL_SYNC_FDATASYNC, mode_syscall = RR_WAL_SYNC_SYSCALL;
+static uint8_t mode_fdatasync = RR_WAL_SYNC_FDATASYNC, mode_syscall = RR_WAL_SYNC_SYSCALL,
+               mode_direct = RR_WAL_SYNC_DIRECT;
 WAL_DEF_ARG(wal_vs_plain, "wal_vs_plain", bench_wal_vs_plain, &mode_fdatasync);
 WAL_DEF_ARG(wal_syscall_vs_plain, "wal_syscall_vs_plain", bench_wal_vs_plain, &mode_syscall);
+WAL_DEF_ARG(wal_direct_vs_plain, "wal_direct_vs_plain", bench_wal_vs_plain, &mode_direct);
+WAL_DEF(wal_direct_vs_syscall, "wal_direct_vs_syscall", bench_wal_three_way);
+WAL_DEF(wal_append_direct, "wal_append_direct", bench_wal_direct);
 WAL_DEF(plain_write_fdatasync, "plain_write_fdatasync", bench_plain);
 WAL_DEF(wal_append, "wal_append", bench_wal_default);
 WAL_DEF(wal_append_pipelined, "wal_append_pipelined", bench_wal_pipelined);

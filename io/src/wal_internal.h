@@ -40,6 +40,17 @@ _Static_assert(WAL_BATCH_IOVS_MAX / WAL_WRITEV_IOVS_MAX + 2u * WAL_BATCH_SEGMENT
                    WAL_URING_ENTRIES,
                "a full batch fits in the submission queue");
 
+/* RR_WAL_SYNC_DIRECT: writes are whole, aligned blocks of WAL_DIRECT_BLOCK_BYTES (the
+ * largest logical block size O_DIRECT asks for on the devices we run on), staged in a
+ * buffer of WAL_DIRECT_STAGE_BYTES; a batch larger than that goes out in several writes.
+ * 4 MiB, not 1: a 1.1 MiB batch (256 x 4 KiB) measured 0.87x SYSCALL as two writes and
+ * 0.94x as one (BENCHMARKS.md, WAL section). Allocated once, at rr_wal_open. */
+#define WAL_DIRECT_BLOCK_BYTES 4096u
+#define WAL_DIRECT_STAGE_BYTES (4u << 20)
+_Static_assert(WAL_DIRECT_STAGE_BYTES % WAL_DIRECT_BLOCK_BYTES == 0, "stage is whole blocks");
+_Static_assert(WAL_DIRECT_STAGE_BYTES >= 2u * WAL_DIRECT_BLOCK_BYTES,
+               "a partial block plus new bytes fit");
+
 /* How long rr_wal_wait spins on done before sleeping on done_efd. */
 #define WAL_WAIT_SPIN_NS 20000
 
@@ -147,6 +158,18 @@ struct rr_wal {
     uint32_t *expect_bytes; /* per writev SQE */
     uint64_t efd_buf;
     uint32_t syncs;
+    /* RR_WAL_SYNC_DIRECT: stage[0, stage_bytes) is the file's content from stage_off (a
+     * block boundary) up to the io thread's tail: the partial last block, re-written with
+     * the next batch, then what this batch staged. Zeros from stage_bytes to the next
+     * block boundary when written. */
+    uint8_t *stage;
+    uint64_t stage_off;
+    uint32_t stage_bytes;
+    bool stage_dirty;    /* staged bytes not written yet */
+    bool stage_unsynced; /* written without RWF_DSYNC: an fdatasync ends the batch */
+    /* The mode in use: cfg.sync_mode, or SYSCALL after DIRECT fell back. Written by the io
+     * thread (or before it starts), read by any thread (relaxed: a statistic). */
+    uint8_t sync_mode_used;
 };
 
 /* wal_io.c */

@@ -19,6 +19,22 @@
  * The ring is set up with SINGLE_ISSUER | DEFER_TASKRUN; measured variants are in
  * bench/micro/bench_wal.c (O_DSYNC instead of fdatasync, fallocate instead of zeros).
  *
+ * RR_WAL_SYNC_SYSCALL and RR_WAL_SYNC_DIRECT make their writes (and fdatasync) as system
+ * calls of this thread, so a batch completes inside batch_submit and io_uring only waits
+ * for wake-ups. DIRECT copies the batch's records into the staging buffer behind the
+ * partial block at the tail (kept from the previous write) and writes whole blocks to a
+ * segment opened O_DIRECT. A batch that fits in the stage is one pwritev2(RWF_DSYNC), the
+ * same as a write to an O_DSYNC file: one FUA write, or write + cache flush on a device
+ * without FUA (virtio here), and no fdatasync. A larger batch writes full stages without
+ * RWF_DSYNC and ends with one fdatasync, so it pays one cache flush, not one per stage (a
+ * FUA write would not make the earlier writes durable, hence fdatasync, not RWF_DSYNC, on
+ * the last). A batch that rolls over makes the old segment's blocks durable before the new
+ * file is renamed in: recovery gets the same order (old complete before any byte of the
+ * new) as from the fdatasync in the other modes.
+ * Re-writing the partial block re-writes acknowledged records with the same bytes: a write
+ * torn by a crash leaves each sector old or new, and both hold them (page writeback in the
+ * buffered modes re-writes the same 4 KiB page the same way).
+ *
  * Any failed or short write or sync is fatal (no retry): io_err is published and the
  * thread submits nothing more.
  */
@@ -122,14 +138,31 @@ static int spare_create(rr_wal *w)
     return 0;
 }
 
+static int open_flags(uint8_t mode)
+{
+    int flags = O_WRONLY | O_CLOEXEC;
+    if (mode == RR_WAL_SYNC_DSYNC)
+        flags |= O_DSYNC;
+    if (mode == RR_WAL_SYNC_DIRECT)
+        flags |= O_DIRECT; /* O_DSYNC per write: RWF_DSYNC (stage_write) */
+    return flags;
+}
+
+/* Opens a segment for writing in the mode in use. A file system without O_DIRECT (EINVAL:
+ * tmpfs, some FUSE) turns DIRECT into SYSCALL for good; nothing is staged at that point
+ * (the first open, or a rollover after the old segment's blocks were written). */
 static int open_for_write(rr_wal *w, uint64_t seq)
 {
     char path[RR_WAL_PATH_BYTES_MAX + 32];
     wal_segment_path(w, seq, path, sizeof path);
-    int flags = O_WRONLY | O_CLOEXEC;
-    if (w->cfg.sync_mode == RR_WAL_SYNC_DSYNC)
-        flags |= O_DSYNC;
-    int fd = open(path, flags);
+    int fd = open(path, open_flags(w->sync_mode_used));
+    if (fd < 0 && errno == EINVAL && w->sync_mode_used == RR_WAL_SYNC_DIRECT) {
+        RR_ASSERT(!w->stage_dirty);
+        RR_ASSERT(!w->stage_unsynced);
+        /* relaxed: a statistic for rr_wal_sync_mode_used; only this thread acts on it. */
+        __atomic_store_n(&w->sync_mode_used, (uint8_t)RR_WAL_SYNC_SYSCALL, __ATOMIC_RELAXED);
+        fd = open(path, open_flags(RR_WAL_SYNC_SYSCALL));
+    }
     return fd < 0 ? -errno : fd;
 }
 
@@ -157,6 +190,8 @@ static int segment_activate(rr_wal *w, uint64_t seq)
         w->retire_fds[w->retire_n++] = w->write_fd;
     w->write_fd = fd;
     w->write_seq = seq;
+    w->stage_off = 0;
+    w->stage_bytes = 0;
     return 0;
 }
 
@@ -183,6 +218,90 @@ static struct io_uring_sqe *sqe_get(rr_wal *w, batch *b)
 }
 
 static void sync_result(rr_wal *w, int res);
+
+/* ---- RR_WAL_SYNC_DIRECT: staging ---- */
+
+static uint32_t block_round_up(uint32_t n)
+{
+    return (n + WAL_DIRECT_BLOCK_BYTES - 1) & ~(WAL_DIRECT_BLOCK_BYTES - 1);
+}
+
+/* Writes the staged bytes as whole blocks from stage_off (zeros after the tail, so
+ * recovery stops there as in a preallocated file), then keeps only the partial last block
+ * staged: the next write starts by re-writing it. With last, the batch's bytes on this
+ * segment are durable on return: by RWF_DSYNC if this is their only write, else by an
+ * fdatasync after it; that step counts as the sync (and the fault seam's). */
+static void stage_write(rr_wal *w, bool last)
+{
+    bool dsync = last && !w->stage_unsynced, wrote = w->stage_dirty;
+    int rc = 0;
+    if (wrote) {
+        uint32_t len = block_round_up(w->stage_bytes);
+        memset(w->stage + w->stage_bytes, 0, len - w->stage_bytes);
+        for (uint32_t done = 0; done < len && w->batch_err == 0 && rc == 0;) {
+            struct iovec iov = {w->stage + done, len - done};
+            ssize_t k =
+                pwritev2(w->write_fd, &iov, 1, (off_t)(w->stage_off + done), dsync ? RWF_DSYNC : 0);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0 || k % WAL_DIRECT_BLOCK_BYTES != 0) /* a preallocated file: failing */
+                rc = k < 0 ? -errno : -EIO;
+            done += k > 0 ? (uint32_t)k : 0;
+        }
+        w->stage_dirty = false;
+        w->stage_unsynced = !dsync;
+        uint32_t whole = w->stage_bytes & ~(WAL_DIRECT_BLOCK_BYTES - 1);
+        memmove(w->stage, w->stage + whole, w->stage_bytes - whole);
+        w->stage_off += whole;
+        w->stage_bytes -= whole;
+    }
+    if (rc != 0 && w->batch_err == 0)
+        w->batch_err = rc;
+    if (!last || w->batch_err != 0)
+        return;
+    if (w->stage_unsynced)
+        sync_result(w, fdatasync(w->write_fd) == 0 ? 0 : -errno);
+    else if (wrote)
+        sync_result(w, 0); /* the RWF_DSYNC write */
+    w->stage_unsynced = false;
+}
+
+/* Appends n bytes to the stage, writing it out whenever it is full. */
+static void stage_copy(rr_wal *w, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        if (w->stage_bytes == WAL_DIRECT_STAGE_BYTES)
+            stage_write(w, false); /* whole blocks only: leaves the stage empty */
+        size_t room = WAL_DIRECT_STAGE_BYTES - w->stage_bytes;
+        size_t k = n < room ? n : room;
+        memcpy(w->stage + w->stage_bytes, p, k);
+        w->stage_bytes += (uint32_t)k;
+        w->stage_dirty = true;
+        p += k;
+        n -= k;
+    }
+}
+
+/* Loads the partial block at the tail of an existing segment (recovery read it already:
+ * a page-cache hit), so that the first write re-writes it unchanged. */
+static int stage_load(rr_wal *w, uint64_t seq, uint64_t tail_bytes)
+{
+    w->stage_off = tail_bytes & ~(uint64_t)(WAL_DIRECT_BLOCK_BYTES - 1);
+    w->stage_bytes = (uint32_t)(tail_bytes - w->stage_off);
+    if (w->stage_bytes == 0)
+        return 0;
+    char path[RR_WAL_PATH_BYTES_MAX + 32];
+    wal_segment_path(w, seq, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = pread(fd, w->stage, w->stage_bytes, (off_t)w->stage_off);
+    int rc = n < 0 ? -errno : 0;
+    close(fd);
+    if (rc == 0 && n != (ssize_t)w->stage_bytes)
+        rc = -EIO; /* recovery read these bytes a moment ago */
+    return rc;
+}
 
 /* RR_WAL_SYNC_SYSCALL: pwritev from the io thread itself; a short write continues. */
 static void chunk_write_syscall(rr_wal *w, batch *b, uint32_t n)
@@ -212,10 +331,14 @@ static void chunk_write_syscall(rr_wal *w, batch *b, uint32_t n)
 
 static void chunk_flush(rr_wal *w, batch *b)
 {
+    if (w->sync_mode_used == RR_WAL_SYNC_DIRECT) {
+        stage_write(w, true);
+        return;
+    }
     uint32_t n = b->iov_n - b->chunk_start;
     if (n == 0)
         return;
-    if (w->cfg.sync_mode == RR_WAL_SYNC_SYSCALL) {
+    if (w->sync_mode_used == RR_WAL_SYNC_SYSCALL) {
         chunk_write_syscall(w, b, n);
         b->chunk_start = b->iov_n;
         b->chunk_bytes = 0;
@@ -234,9 +357,9 @@ static void chunk_flush(rr_wal *w, batch *b)
 
 static void sync_add(rr_wal *w, batch *b)
 {
-    if (!b->unsynced || w->cfg.sync_mode == RR_WAL_SYNC_DSYNC)
+    if (!b->unsynced || w->sync_mode_used == RR_WAL_SYNC_DSYNC)
         return;
-    if (w->cfg.sync_mode == RR_WAL_SYNC_SYSCALL) {
+    if (w->sync_mode_used == RR_WAL_SYNC_SYSCALL) {
         if (w->batch_err == 0)
             sync_result(w, fdatasync(w->write_fd) == 0 ? 0 : -errno);
         b->unsynced = false;
@@ -248,9 +371,27 @@ static void sync_add(rr_wal *w, batch *b)
     b->unsynced = false;
 }
 
+/* DIRECT: copies one record behind the previous one in the stage. */
+static void record_stage(rr_wal *w, batch *b, const wal_op *op, size_t ext)
+{
+    RR_ASSERT(op->offset_bytes == w->stage_off + w->stage_bytes);
+    stage_copy(w, op->hdr, WAL_RECORD_HEADER_BYTES + op->inline_bytes);
+    if (ext > 0)
+        stage_copy(w, op->ent.data, ext);
+    b->iov_n += 2; /* counted as in the other modes: bounds the batch the same way */
+    b->chunk_start = b->iov_n;
+}
+
 /* Adds one record's vectors (sealing its CRC here, off the raft thread). */
 static void record_add(rr_wal *w, batch *b, wal_op *op)
 {
+    if (w->sync_mode_used == RR_WAL_SYNC_DIRECT) {
+        size_t ext = op->type == WAL_REC_ENTRY ? op->ent.data_len : 0;
+        wal_record_seal(op->hdr, op->hdr + WAL_RECORD_HEADER_BYTES, op->inline_bytes, op->ent.data,
+                        ext);
+        record_stage(w, b, op, ext);
+        return;
+    }
     bool contiguous = op->offset_bytes == b->chunk_off + b->chunk_bytes;
     if (b->iov_n - b->chunk_start + 2 > WAL_WRITEV_IOVS_MAX || !contiguous)
         chunk_flush(w, b);
@@ -364,7 +505,7 @@ static void cqe_handle(rr_wal *w, const struct io_uring_cqe *cqe)
         int res = cqe->res;
         if (res >= 0 && (uint32_t)res != w->expect_bytes[slot])
             res = -EIO; /* a short write to a preallocated file: the device is failing */
-        if (w->cfg.sync_mode == RR_WAL_SYNC_DSYNC)
+        if (w->sync_mode_used == RR_WAL_SYNC_DSYNC)
             sync_result(w, res);
         else if (res < 0 && w->batch_err == 0)
             w->batch_err = res;
@@ -443,6 +584,12 @@ int wal_io_start(rr_wal *w)
     w->expect_bytes = calloc(WAL_URING_ENTRIES, sizeof(uint32_t));
     if (w->iovs == NULL || w->expect_bytes == NULL)
         return -ENOMEM;
+    w->sync_mode_used = w->cfg.sync_mode;
+    if (w->sync_mode_used == RR_WAL_SYNC_DIRECT) {
+        w->stage = aligned_alloc(WAL_DIRECT_BLOCK_BYTES, WAL_DIRECT_STAGE_BYTES);
+        if (w->stage == NULL)
+            return -ENOMEM;
+    }
     if (w->segs_n > 0) {
         uint64_t seq = w->segs[w->segs_n - 1].seq;
         int fd = open_for_write(w, seq);
@@ -450,6 +597,12 @@ int wal_io_start(rr_wal *w)
             return fd;
         w->write_fd = fd;
         w->write_seq = seq;
+        /* write_offset_bytes: where recovery found the end; the io thread is not running. */
+        if (w->sync_mode_used == RR_WAL_SYNC_DIRECT) {
+            int rc = stage_load(w, seq, w->write_offset_bytes);
+            if (rc != 0)
+                return rc;
+        }
     }
     pthread_mutex_init(&w->start_lock, NULL);
     pthread_cond_init(&w->start_cond, NULL);
@@ -494,6 +647,8 @@ void wal_io_stop(rr_wal *w)
     w->write_fd = w->spare_fd = -1;
     free(w->iovs);
     free(w->expect_bytes);
+    free(w->stage);
     w->iovs = NULL;
     w->expect_bytes = NULL;
+    w->stage = NULL;
 }

@@ -1,6 +1,7 @@
 /* test_wal.c: the WAL (io/): records of each type, rollover, truncation (with records in
  * flight), reads from segments, snapshots and compaction, reopen, torn tails, corruption,
- * a failing fsync, and the in-memory backend. */
+ * a failing fsync, and the in-memory backend. The file-backed tests run once in the
+ * default sync mode and once in RR_WAL_SYNC_DIRECT (which stages and rewrites blocks). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,10 @@
 #include "test_wal_util.h"
 #include "wal_record.h"
 
+/* Sync mode of the fixture's WAL: the default, then RR_WAL_SYNC_DIRECT (main). */
+static uint8_t fixture_sync_mode = RR_WAL_SYNC_SYSCALL;
+static uint8_t fixture_prealloc_mode = RR_WAL_PREALLOC_FALLOCATE;
+
 typedef struct fixture {
     char dir[64];
     rr_wal_config cfg;
@@ -30,7 +35,8 @@ static int setup(void **state)
     rr_wal_config_init(&f->cfg, f->dir);
     f->cfg.segment_size_bytes = 4096; /* small: rollover happens every few entries */
     f->cfg.queue_records_max = 64;
-    f->cfg.prealloc_mode = RR_WAL_PREALLOC_FALLOCATE;
+    f->cfg.sync_mode = fixture_sync_mode;
+    f->cfg.prealloc_mode = fixture_prealloc_mode;
     *state = f;
     return 0;
 }
@@ -443,7 +449,8 @@ static void test_fsync_failure_stops(void **state)
 static void test_sync_modes(void **state)
 {
     fixture *f = *state;
-    const uint8_t modes[] = {RR_WAL_SYNC_FDATASYNC, RR_WAL_SYNC_DSYNC, RR_WAL_SYNC_SYSCALL};
+    const uint8_t modes[] = {RR_WAL_SYNC_FDATASYNC, RR_WAL_SYNC_DSYNC, RR_WAL_SYNC_SYSCALL,
+                             RR_WAL_SYNC_DIRECT};
     for (size_t m = 0; m < sizeof modes; m++) {
         rr_wal_close(f->w);
         f->w = NULL;
@@ -468,6 +475,119 @@ static void test_sync_modes(void **state)
                 rc = rr_wal_wait(f->w, rr_wal_last_seq(f->w), NULL);
         }
         assert_int_equal(rc, -EIO);
+    }
+}
+
+/* Reads every segment file of dir (1..n) into one buffer, file after file. */
+static size_t read_segments(const char *dir, uint32_t n, uint8_t **out)
+{
+    size_t len = 0;
+    *out = NULL;
+    for (uint32_t s = 1; s <= n; s++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/%016llx.wal", dir, (unsigned long long)s);
+        int fd = open(path, O_RDONLY);
+        assert_true(fd >= 0);
+        struct stat st;
+        assert_int_equal(fstat(fd, &st), 0);
+        *out = realloc(*out, len + (size_t)st.st_size);
+        assert_int_equal(pread(fd, *out + len, (size_t)st.st_size, 0), st.st_size);
+        len += (size_t)st.st_size;
+        close(fd);
+    }
+    return len;
+}
+
+/* DIRECT writes the same bytes as SYSCALL: records byte-identical, zeros after the tail
+ * (the partial blocks it re-writes carry only zeros past the data), across a reopen in
+ * the middle of a block. */
+static void test_direct_same_bytes(void **state)
+{
+    fixture *f = *state;
+    const uint8_t modes[] = {RR_WAL_SYNC_SYSCALL, RR_WAL_SYNC_DIRECT};
+    uint8_t *img[2];
+    size_t len[2];
+    uint32_t nseg[2];
+    for (size_t m = 0; m < 2; m++) {
+        rr_wal_close(f->w);
+        f->w = NULL;
+        test_rmdir(f->dir);
+        f->cfg.sync_mode = modes[m];
+        reopen(f);
+        append_range(f, 1, 50, 1);
+        sync_all(f, NULL);
+        reopen(f); /* the tail is inside a block: DIRECT reloads it */
+        append_range(f, 20, 35, 2);
+        rr_hard_state hs = {.term = 2, .vote = 1, .commit = 30};
+        assert_int_equal(rr_wal_set_hard_state(f->w, &hs), 0);
+        sync_all(f, NULL);
+        assert_int_equal(rr_wal_sync_mode_used(f->w), modes[m]); /* ext4: no fallback */
+        nseg[m] = rr_wal_segment_count(f->w);
+        rr_wal_close(f->w);
+        f->w = NULL;
+        len[m] = read_segments(f->dir, nseg[m], &img[m]);
+    }
+    assert_int_equal(nseg[0], nseg[1]);
+    assert_int_equal(len[0], len[1]);
+    assert_memory_equal(img[0], img[1], len[0]);
+    free(img[0]);
+    free(img[1]);
+    reopen(f);
+    check_log(f, 1, 35, term_trunc);
+}
+
+static void big_release(rr_buf *b)
+{
+    test_bufs_live--;
+    free(b);
+}
+
+/* A big entry whose bytes follow from (index, k). */
+static rr_entry big_entry(rr_index_t index, uint32_t len)
+{
+    rr_buf *b = malloc(sizeof(rr_buf) + len);
+    *b = (rr_buf){.refs = 1, .release = big_release};
+    test_bufs_live++;
+    uint8_t *p = (uint8_t *)(b + 1);
+    for (uint32_t k = 0; k < len; k++)
+        p[k] = (uint8_t)(index * 7u + k / 3u);
+    return (rr_entry){
+        .term = 1, .index = index, .data = p, .buf = b, .data_len = len, .type = RR_ENTRY_NORMAL};
+}
+
+/* DIRECT: one batch far larger than the staging buffer (several aligned writes before it
+ * is durable), entries straddling the writes, then more at an unaligned tail. */
+static void test_direct_large_batch(void **state)
+{
+    fixture *f = *state;
+    enum { N = 50, LEN = 200003 }; /* 10 MB: three writes of the 4 MiB stage, ... */
+    f->cfg.sync_mode = RR_WAL_SYNC_DIRECT;
+    f->cfg.segment_size_bytes = 8u << 20; /* ... and a rollover in the middle of the batch */
+    reopen(f);
+    rr_entry ents[N];
+    for (rr_index_t i = 1; i <= N; i++)
+        ents[i - 1] = big_entry(i, LEN);
+    assert_int_equal(rr_wal_append(f->w, ents, N), 0);
+    for (size_t k = 0; k < N; k++)
+        rr_entry_clear(&ents[k]);
+    append_range(f, N + 1, N + 5, 1);
+    rr_wal_durable d;
+    sync_all(f, &d);
+    assert_int_equal(d.index, N + 5);
+    assert_true(rr_wal_segment_count(f->w) >= 2);
+    for (int round = 0; round < 2; round++) {
+        rr_storage st = rr_wal_storage(f->w);
+        rr_entry_vec v = {0};
+        assert_int_equal(st.ops->entries(st.ctx, 1, N + 1, RR_NO_LIMIT, &v), 0);
+        assert_int_equal(v.n, N);
+        for (size_t k = 0; k < N; k++) {
+            rr_entry want = big_entry(k + 1, LEN);
+            assert_int_equal(v.v[k].data_len, LEN);
+            assert_memory_equal(v.v[k].data, want.data, LEN);
+            rr_entry_clear(&want);
+        }
+        rr_entry_vec_free(&v);
+        reopen(f);
     }
 }
 
@@ -504,6 +624,20 @@ static void test_memory_backend(void **state)
 
 int main(void)
 {
+    const struct CMUnitTest direct_tests[] = {
+        cmocka_unit_test_setup_teardown(test_entries_and_hard_state_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollover_reads_from_segments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncation_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncation_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_compaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_snapshot_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corruption_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fsync_failure_stops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_same_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_large_batch, setup, teardown),
+    };
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_types),
         cmocka_unit_test_setup_teardown(test_entries_and_hard_state_reopen, setup, teardown),
@@ -519,5 +653,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_modes, setup, teardown),
         cmocka_unit_test(test_memory_backend),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    /* DIRECT over zero-filled segments: the configuration it is meant for. */
+    fixture_sync_mode = RR_WAL_SYNC_DIRECT;
+    fixture_prealloc_mode = RR_WAL_PREALLOC_ZERO;
+    return failed + cmocka_run_group_tests_name("direct", direct_tests, NULL, NULL);
 }

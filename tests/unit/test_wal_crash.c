@@ -4,7 +4,8 @@
  * it) and reopened: every record acknowledged before the cut must come back, exactly. Then
  * bits are flipped all over the segments: the open either fails naming a segment file, or
  * returns only correct entries and loses at most the last record (a flip there looks like
- * a torn write); a flip in any record before the last must fail the open. */
+ * a torn write); a flip in any record before the last must fail the open. Both run over a
+ * log written (and reopened) in the default sync mode, then in RR_WAL_SYNC_DIRECT. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,9 @@ typedef struct crash {
     uint64_t data_end[SEGS_MAX + 1];
     uint64_t last_rec_start, last_rec_end;
 } crash;
+
+/* Sync mode the workload is written and reopened in: the default, then DIRECT (main). */
+static uint8_t crash_sync_mode = RR_WAL_SYNC_SYSCALL;
 
 static rr_term_t expected_term(rr_index_t i)
 {
@@ -150,6 +154,7 @@ static int setup(void **state)
     c->cfg.segment_size_bytes = 4096;
     c->cfg.queue_records_max = 128;
     c->cfg.prealloc_mode = RR_WAL_PREALLOC_FALLOCATE;
+    c->cfg.sync_mode = crash_sync_mode;
     write_workload(c);
     load_images(c);
     *state = c;
@@ -227,5 +232,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cut_every_offset_of_last_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flip_bits_anywhere, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    crash_sync_mode = RR_WAL_SYNC_DIRECT;
+    return failed + cmocka_run_group_tests_name("direct", tests, NULL, NULL);
 }

@@ -33,7 +33,8 @@
  * suffix, so "truncated" and "new entries durable" become true in the same fdatasync.
  *
  * Buffers. rr_wal_append takes its own reference on each entry's buffer and holds it
- * until the entry is durable and polled (the write reads the bytes in place: no copy), and
+ * until the entry is durable and polled (the write reads the bytes in place: no copy,
+ * except in RR_WAL_SYNC_DIRECT mode, which copies into an aligned staging buffer), and
  * for as long as the entry stays in the tail cache. Entries returned through rr_storage
  * carry their own references (cache hits share the caller's buffer, older entries come in
  * a buffer read from the segment). Snapshots: the WAL keeps a reference on snap->buf.
@@ -81,9 +82,23 @@ typedef enum rr_wal_sync_mode {
     RR_WAL_SYNC_FDATASYNC = 0, /* writev SQEs linked with IORING_OP_FSYNC(DATASYNC) */
     RR_WAL_SYNC_DSYNC = 1,     /* segments opened O_DSYNC: each writev is durable alone */
     /* pwritev + fdatasync system calls made by the io thread (no io_uring for the data);
-     * still group commit, the raft thread never blocks. The default: measured fastest on
+     * still group commit, the raft thread never blocks. Faster than the io_uring modes on
      * ext4, where io_uring punts buffered writes and fsyncs to worker threads. */
     RR_WAL_SYNC_SYSCALL = 2,
+    /* Segments opened O_DIRECT (preallocated as in every mode); the io thread copies each
+     * batch into a 4 KiB-aligned staging buffer (4 MiB) and writes it from the start of
+     * the block holding the tail, re-writing that partial block, so every write is block-
+     * aligned and whole blocks long; bytes after the tail in the last block are zeros.
+     * A batch that fits in the buffer is one pwritev2(RWF_DSYNC) (as O_DSYNC: one FUA
+     * write, or write + cache flush without FUA; no journal commit with zero-filled
+     * segments, whose extents are written already) and no fdatasync; a larger one is several writes then one
+     * fdatasync, all before it is reported durable. Renamed-in segments still get their
+     * directory fsync. Costs one copy of every payload (the other modes write from the
+     * callers' buffers). If the file system refuses O_DIRECT (EINVAL: tmpfs and others),
+     * the WAL falls back to RR_WAL_SYNC_SYSCALL and rr_wal_sync_mode_used() says so.
+     * Records are byte-identical to the other modes'. The default: measured fastest
+     * (BENCHMARKS.md, WAL section). */
+    RR_WAL_SYNC_DIRECT = 3,
 } rr_wal_sync_mode;
 
 /* How a new segment is preallocated (ahead of need, by the io thread) when no segment
@@ -104,7 +119,7 @@ typedef struct rr_wal_config {
     uint8_t sync_mode;           /* rr_wal_sync_mode */
     uint8_t prealloc_mode;       /* rr_wal_prealloc_mode */
     /* Fault seam for tests (STYLE.md habit 12): when nonzero, the io thread reports the
-     * Nth sync (fdatasync, or write in DSYNC mode) as failed with -EIO. */
+     * Nth sync (fdatasync, or write in DSYNC and DIRECT modes) as failed with -EIO. */
     uint32_t fault_sync_fail_at;
 } rr_wal_config;
 
@@ -125,8 +140,8 @@ typedef struct rr_wal_durable {
 
 typedef struct rr_wal rr_wal;
 
-/* Defaults: dir, 64 MiB segments, 16384 queued records, syscall pwritev + fdatasync on the io
- * thread, zero-filled segments. */
+/* Defaults: dir, 64 MiB segments, 16384 queued records, O_DIRECT block writes with RWF_DSYNC
+ * (RR_WAL_SYNC_DIRECT), zero-filled segments. */
 void rr_wal_config_init(rr_wal_config *cfg, const char *dir);
 
 /*
@@ -204,6 +219,13 @@ int rr_wal_compact(rr_wal *w, rr_index_t i);
 
 /* Segment files currently making up the log (statistics and tests). */
 uint32_t rr_wal_segment_count(const rr_wal *w);
+
+/* The sync mode the io thread actually uses: cfg.sync_mode, except RR_WAL_SYNC_SYSCALL
+ * after RR_WAL_SYNC_DIRECT fell back (the file system refused O_DIRECT). Known once a
+ * segment was opened for writing: at rr_wal_open for an existing log, else after the first
+ * batch completed (before that it reports cfg.sync_mode). The in-memory backend reports
+ * cfg.sync_mode. Any thread. */
+uint8_t rr_wal_sync_mode_used(const rr_wal *w);
 
 #ifdef __cplusplus
 }
