@@ -154,6 +154,13 @@ struct rr_wal {
     int retire_fds[WAL_BATCH_SEGMENTS_MAX + 1]; /* closed when the batch completes */
     uint32_t retire_n;
     int spare_fd; /* preallocated next segment (spare.tmp), or -1 */
+    /* Zero-filling a 64 MiB spare takes the disk ~0.5 s: a background thread does it so the
+     * io thread keeps completing batches (it did it inline, and every rollover stalled
+     * commits for that long). prealloc_result is the new spare's fd, or -errno, or
+     * WAL_PREALLOC_PENDING while the thread runs (release/acquire on it). */
+    pthread_t prealloc_thread;
+    bool prealloc_running;
+    int prealloc_result;
     struct iovec *iovs;
     uint32_t *expect_bytes; /* per writev SQE */
     uint64_t efd_buf;
