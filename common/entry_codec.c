@@ -4,36 +4,13 @@
 #include <errno.h>
 #include <string.h>
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
+#include "ringraft/le.h"
 
 void rr_entry_encode_header(const rr_entry *e, uint8_t out[RR_ENTRY_HEADER_BYTES])
 {
-    put_u64(out, e->term);
-    put_u64(out + 8, e->index);
-    put_u32(out + 16, e->data_len);
+    rr_le_put_u64(out, e->term);
+    rr_le_put_u64(out + 8, e->index);
+    rr_le_put_u32(out + 16, e->data_len);
     out[20] = e->type;
     out[21] = e->data == NULL ? RR_ENTRY_FLAG_NIL : 0;
     out[22] = 0;
@@ -55,9 +32,9 @@ int rr_entry_decode(const uint8_t *p, size_t len, rr_entry *e, size_t *consumed)
 {
     if (len < RR_ENTRY_HEADER_BYTES)
         return RR_ERR_TRUNCATED;
-    uint64_t term = get_u64(p);
-    uint64_t index = get_u64(p + 8);
-    uint32_t data_len = get_u32(p + 16);
+    uint64_t term = rr_le_get_u64(p);
+    uint64_t index = rr_le_get_u64(p + 8);
+    uint32_t data_len = rr_le_get_u32(p + 16);
     uint8_t type = p[20], flags = p[21];
     if (data_len > RR_ENTRY_BYTES_MAX)
         return RR_ERR_TOO_LARGE;

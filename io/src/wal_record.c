@@ -61,9 +61,9 @@
 void wal_record_header_init(uint8_t hdr[WAL_RECORD_HEADER_BYTES], uint8_t type, uint64_t seq,
                             uint32_t payload_bytes)
 {
-    wal_put_u32(hdr, 0);
-    wal_put_u32(hdr + 4, payload_bytes);
-    wal_put_u32(hdr + 8, (uint32_t)seq);
+    rr_le_put_u32(hdr, 0);
+    rr_le_put_u32(hdr + 4, payload_bytes);
+    rr_le_put_u32(hdr + 8, (uint32_t)seq);
     hdr[12] = type;
     hdr[13] = 0;
     hdr[14] = 0;
@@ -81,55 +81,55 @@ void wal_record_seal(uint8_t *hdr, const uint8_t *inline_payload, size_t inline_
                         inline_bytes);
     if (ext_bytes > 0)
         crc = rr_crc32c(crc, ext_payload, ext_bytes);
-    wal_put_u32(hdr, crc);
+    rr_le_put_u32(hdr, crc);
 }
 
 void wal_segment_payload_encode(uint8_t out[WAL_SEGMENT_PAYLOAD_BYTES],
                                 const wal_segment_header *sh)
 {
-    wal_put_u64(out, WAL_SEGMENT_MAGIC);
-    wal_put_u32(out + 8, WAL_FORMAT_VERSION);
-    wal_put_u32(out + 12, 0);
-    wal_put_u64(out + 16, sh->seq);
-    wal_put_u64(out + 24, sh->prev_index);
-    wal_put_u64(out + 32, sh->prev_term);
-    wal_put_u64(out + 40, sh->prev_end_bytes);
+    rr_le_put_u64(out, WAL_SEGMENT_MAGIC);
+    rr_le_put_u32(out + 8, WAL_FORMAT_VERSION);
+    rr_le_put_u32(out + 12, 0);
+    rr_le_put_u64(out + 16, sh->seq);
+    rr_le_put_u64(out + 24, sh->prev_index);
+    rr_le_put_u64(out + 32, sh->prev_term);
+    rr_le_put_u64(out + 40, sh->prev_end_bytes);
 }
 
 void wal_segment_payload_decode(const uint8_t in[WAL_SEGMENT_PAYLOAD_BYTES], wal_segment_header *sh)
 {
-    sh->seq = wal_get_u64(in + 16);
-    sh->prev_index = wal_get_u64(in + 24);
-    sh->prev_term = wal_get_u64(in + 32);
-    sh->prev_end_bytes = wal_get_u64(in + 40);
+    sh->seq = rr_le_get_u64(in + 16);
+    sh->prev_index = rr_le_get_u64(in + 24);
+    sh->prev_term = rr_le_get_u64(in + 32);
+    sh->prev_end_bytes = rr_le_get_u64(in + 40);
 }
 
 void wal_hard_state_encode(uint8_t out[WAL_HARD_STATE_PAYLOAD_BYTES], const rr_hard_state *hs)
 {
-    wal_put_u64(out, hs->term);
-    wal_put_u64(out + 8, hs->vote);
-    wal_put_u64(out + 16, hs->commit);
+    rr_le_put_u64(out, hs->term);
+    rr_le_put_u64(out + 8, hs->vote);
+    rr_le_put_u64(out + 16, hs->commit);
 }
 
 void wal_hard_state_decode(const uint8_t in[WAL_HARD_STATE_PAYLOAD_BYTES], rr_hard_state *hs)
 {
-    hs->term = wal_get_u64(in);
-    hs->vote = wal_get_u64(in + 8);
-    hs->commit = wal_get_u64(in + 16);
+    hs->term = rr_le_get_u64(in);
+    hs->vote = rr_le_get_u64(in + 8);
+    hs->commit = rr_le_get_u64(in + 16);
 }
 
 void wal_snapshot_marker_encode(uint8_t out[WAL_SNAPSHOT_PAYLOAD_BYTES], rr_index_t index,
                                 rr_term_t term)
 {
-    wal_put_u64(out, index);
-    wal_put_u64(out + 8, term);
+    rr_le_put_u64(out, index);
+    rr_le_put_u64(out + 8, term);
 }
 
 void wal_snapshot_marker_decode(const uint8_t in[WAL_SNAPSHOT_PAYLOAD_BYTES], rr_index_t *index,
                                 rr_term_t *term)
 {
-    *index = wal_get_u64(in);
-    *term = wal_get_u64(in + 8);
+    *index = rr_le_get_u64(in);
+    *term = rr_le_get_u64(in + 8);
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -148,11 +148,11 @@ static int payload_check(uint8_t type, const uint8_t *p, uint32_t len, uint64_t 
     case WAL_REC_SEGMENT: {
         if (len != WAL_SEGMENT_PAYLOAD_BYTES || offset_bytes != 0)
             return RR_ERR_CORRUPT;
-        if (wal_get_u64(p) != WAL_SEGMENT_MAGIC || wal_get_u32(p + 12) != 0)
+        if (rr_le_get_u64(p) != WAL_SEGMENT_MAGIC || rr_le_get_u32(p + 12) != 0)
             return RR_ERR_CORRUPT;
-        if (wal_get_u32(p + 8) != WAL_FORMAT_VERSION)
+        if (rr_le_get_u32(p + 8) != WAL_FORMAT_VERSION)
             return RR_ERR_BAD_VERSION;
-        return wal_get_u64(p + 16) == seq ? 0 : RR_ERR_CORRUPT;
+        return rr_le_get_u64(p + 16) == seq ? 0 : RR_ERR_CORRUPT;
     }
     case WAL_REC_ENTRY: {
         rr_entry e;
@@ -178,7 +178,7 @@ int wal_record_check(const uint8_t *p, size_t avail, uint64_t seq, uint64_t offs
         return all_zero(p, avail) ? 1 : RR_ERR_TRUNCATED;
     if (all_zero(p, WAL_RECORD_HEADER_BYTES))
         return 1;
-    uint32_t len = wal_get_u32(p + 4);
+    uint32_t len = rr_le_get_u32(p + 4);
     if (len == 0 || len > WAL_RECORD_PAYLOAD_BYTES_MAX)
         return RR_ERR_TOO_LARGE;
     if (p[13] != 0 || p[14] != 0 || p[15] != 0)
@@ -187,11 +187,11 @@ int wal_record_check(const uint8_t *p, size_t avail, uint64_t seq, uint64_t offs
         return RR_ERR_TRUNCATED;
     uint32_t crc = rr_crc32c(0, p + 4, WAL_RECORD_HEADER_BYTES - 4);
     crc = rr_crc32c(crc, p + WAL_RECORD_HEADER_BYTES, len);
-    if (crc != wal_get_u32(p))
+    if (crc != rr_le_get_u32(p))
         return RR_ERR_CORRUPT;
     /* Checksummed with another segment's number: old contents of a recycled file. A flip
      * in seq_lo itself fails the checksum above instead. */
-    if (wal_get_u32(p + 8) != (uint32_t)seq)
+    if (rr_le_get_u32(p + 8) != (uint32_t)seq)
         return 1;
     const uint8_t *payload = p + WAL_RECORD_HEADER_BYTES;
     int rc = payload_check(p[12], payload, len, seq, offset_bytes);
@@ -224,7 +224,7 @@ static uint64_t dirty_end(const uint8_t *p, size_t from, size_t len)
 static bool valid_record_after(const uint8_t *p, size_t len, uint64_t seq, size_t from, size_t to)
 {
     for (size_t off = from + 1; off + WAL_RECORD_HEADER_BYTES <= to; off++) {
-        if (wal_get_u32(p + off + 8) != (uint32_t)seq) /* cheap filter before the CRC */
+        if (rr_le_get_u32(p + off + 8) != (uint32_t)seq) /* cheap filter before the CRC */
             continue;
         wal_record rec;
         if (wal_record_check(p + off, len - off, seq, off, &rec) == 0)

@@ -12,6 +12,7 @@
 
 #include "ringraft/core.h"
 #include "ringraft/entry_codec.h"
+#include "ringraft/le.h"
 
 #define WAL_RECORD_HEADER_BYTES      16
 #define WAL_SEGMENT_PAYLOAD_BYTES    48
@@ -66,28 +67,6 @@ typedef struct wal_scan_result {
 /* Called for each valid record in order; a nonzero return stops the scan with that error
  * (reported at the record's offset). */
 typedef int (*wal_record_fn)(void *ctx, const wal_record *rec);
-
-static inline void wal_put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void wal_put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint32_t wal_get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t wal_get_u64(const uint8_t *p)
-{
-    return (uint64_t)wal_get_u32(p) | (uint64_t)wal_get_u32(p + 4) << 32;
-}
 
 /* Writes a record header (CRC field zero) for a payload of payload_bytes. */
 void wal_record_header_init(uint8_t hdr[WAL_RECORD_HEADER_BYTES], uint8_t type, uint64_t seq,

@@ -44,10 +44,10 @@ static size_t conf_encode(const rr_conf_state *cs, uint8_t *out)
                                 &cs->learners_next};
     size_t off = 0;
     for (int k = 0; k < 4; k++) {
-        wal_put_u32(out + off, sets[k]->n);
+        rr_le_put_u32(out + off, sets[k]->n);
         off += 4;
         for (uint32_t i = 0; i < sets[k]->n; i++, off += 8)
-            wal_put_u64(out + off, sets[k]->ids[i]);
+            rr_le_put_u64(out + off, sets[k]->ids[i]);
     }
     out[off++] = cs->auto_leave ? 1 : 0;
     return off;
@@ -61,13 +61,13 @@ static int conf_decode(const uint8_t *p, size_t len, rr_conf_state *cs)
     for (int k = 0; k < 4; k++) {
         if (len - off < 4)
             return RR_ERR_CORRUPT;
-        uint32_t n = wal_get_u32(p + off);
+        uint32_t n = rr_le_get_u32(p + off);
         off += 4;
         if (n > RR_NODES_MAX || len - off < 8 * (size_t)n)
             return RR_ERR_CORRUPT;
         sets[k]->n = n;
         for (uint32_t i = 0; i < n; i++, off += 8)
-            sets[k]->ids[i] = wal_get_u64(p + off);
+            sets[k]->ids[i] = rr_le_get_u64(p + off);
     }
     if (len - off != 1 || p[off] > 1)
         return RR_ERR_CORRUPT;
@@ -111,17 +111,17 @@ int wal_snap_write(rr_wal *w, const rr_snapshot *snap)
 {
     uint8_t head[SNAP_HEADER_BYTES + SNAP_CONF_BYTES_MAX];
     size_t conf = conf_encode(&snap->meta.conf_state, head + SNAP_HEADER_BYTES);
-    wal_put_u64(head, SNAP_MAGIC);
-    wal_put_u32(head + 8, WAL_FORMAT_VERSION);
-    wal_put_u64(head + 16, snap->meta.index);
-    wal_put_u64(head + 24, snap->meta.term);
-    wal_put_u64(head + 32, snap->data_len);
-    wal_put_u32(head + 40, (uint32_t)conf);
-    wal_put_u32(head + 44, 0);
+    rr_le_put_u64(head, SNAP_MAGIC);
+    rr_le_put_u32(head + 8, WAL_FORMAT_VERSION);
+    rr_le_put_u64(head + 16, snap->meta.index);
+    rr_le_put_u64(head + 24, snap->meta.term);
+    rr_le_put_u64(head + 32, snap->data_len);
+    rr_le_put_u32(head + 40, (uint32_t)conf);
+    rr_le_put_u32(head + 44, 0);
     uint32_t crc = rr_crc32c(0, head + 16, SNAP_HEADER_BYTES - 16 + conf);
     if (snap->data_len > 0)
         crc = rr_crc32c(crc, snap->data, (size_t)snap->data_len);
-    wal_put_u32(head + 12, crc);
+    rr_le_put_u32(head + 12, crc);
 
     int fd = openat(w->dir_fd, SNAP_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -158,22 +158,22 @@ static void snap_buf_release(rr_buf *b)
 static int snap_parse(snap_buf *sb, size_t len, rr_snapshot *out)
 {
     const uint8_t *p = sb->bytes;
-    if (len < SNAP_HEADER_BYTES || wal_get_u64(p) != SNAP_MAGIC)
+    if (len < SNAP_HEADER_BYTES || rr_le_get_u64(p) != SNAP_MAGIC)
         return RR_ERR_CORRUPT;
-    if (wal_get_u32(p + 8) != WAL_FORMAT_VERSION)
+    if (rr_le_get_u32(p + 8) != WAL_FORMAT_VERSION)
         return RR_ERR_BAD_VERSION;
-    if (rr_crc32c(0, p + 16, len - 16) != wal_get_u32(p + 12) || wal_get_u32(p + 44) != 0)
+    if (rr_crc32c(0, p + 16, len - 16) != rr_le_get_u32(p + 12) || rr_le_get_u32(p + 44) != 0)
         return RR_ERR_CORRUPT;
-    uint64_t data = wal_get_u64(p + 32);
-    uint32_t conf = wal_get_u32(p + 40);
+    uint64_t data = rr_le_get_u64(p + 32);
+    uint32_t conf = rr_le_get_u32(p + 40);
     if (conf > SNAP_CONF_BYTES_MAX || SNAP_HEADER_BYTES + conf + data != len)
         return RR_ERR_CORRUPT;
     memset(out, 0, sizeof(*out));
     int rc = conf_decode(p + SNAP_HEADER_BYTES, conf, &out->meta.conf_state);
     if (rc != 0)
         return rc;
-    out->meta.index = wal_get_u64(p + 16);
-    out->meta.term = wal_get_u64(p + 24);
+    out->meta.index = rr_le_get_u64(p + 16);
+    out->meta.term = rr_le_get_u64(p + 24);
     out->data = p + SNAP_HEADER_BYTES + conf;
     out->data_len = data;
     out->buf = &sb->b;

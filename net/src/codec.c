@@ -51,53 +51,26 @@
 #include <string.h>
 
 #include "ringraft/assert.h"
+#include "ringraft/le.h"
 #include "ringraft/crc32c.h"
 
 #define MSG_FLAG_REJECT    0x01u
 #define MSG_FLAG_SNAPSHOT  0x02u
 #define SNAP_FLAG_STREAMED 0x01u
 
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
 /* ---- frame header ---- */
 
 void rr_codec_header_encode(uint8_t kind, uint32_t body_len, uint32_t count, uint32_t body_crc,
                             uint8_t out[RR_CODEC_FRAME_HEADER_BYTES])
 {
-    put_u32(out, RR_CODEC_MAGIC);
+    rr_le_put_u32(out, RR_CODEC_MAGIC);
     out[4] = (uint8_t)RR_CODEC_VERSION;
     out[5] = kind;
-    put_u16(out + 6, 0);
-    put_u32(out + 8, body_len);
-    put_u32(out + 12, count);
-    put_u32(out + 16, body_crc);
-    put_u32(out + 20, rr_crc32c(0, out, 20));
+    rr_le_put_u16(out + 6, 0);
+    rr_le_put_u32(out + 8, body_len);
+    rr_le_put_u32(out + 12, count);
+    rr_le_put_u32(out + 16, body_crc);
+    rr_le_put_u32(out + 20, rr_crc32c(0, out, 20));
 }
 
 static bool kind_valid(uint8_t kind, uint32_t count)
@@ -113,11 +86,11 @@ int rr_codec_header_decode(const uint8_t *p, size_t len, rr_codec_frame_header *
 {
     if (len < RR_CODEC_FRAME_HEADER_BYTES)
         return RR_ERR_TRUNCATED;
-    if (get_u32(p) != RR_CODEC_MAGIC || p[4] != RR_CODEC_VERSION)
+    if (rr_le_get_u32(p) != RR_CODEC_MAGIC || p[4] != RR_CODEC_VERSION)
         return RR_ERR_BAD_VERSION;
-    if (get_u32(p + 20) != rr_crc32c(0, p, 20))
+    if (rr_le_get_u32(p + 20) != rr_crc32c(0, p, 20))
         return RR_ERR_CORRUPT;
-    uint32_t body_len = get_u32(p + 8), count = get_u32(p + 12);
+    uint32_t body_len = rr_le_get_u32(p + 8), count = rr_le_get_u32(p + 12);
     if (p[6] != 0 || p[7] != 0 || !kind_valid(p[5], count))
         return RR_ERR_CORRUPT;
     if (body_len > RR_CODEC_FRAME_BODY_BYTES_MAX)
@@ -125,7 +98,7 @@ int rr_codec_header_decode(const uint8_t *p, size_t len, rr_codec_frame_header *
     h->kind = p[5];
     h->body_len = body_len;
     h->count = count;
-    h->body_crc = get_u32(p + 16);
+    h->body_crc = rr_le_get_u32(p + 16);
     return 0;
 }
 
@@ -263,18 +236,18 @@ static void message_header_put(rr_codec_writer *w, const rr_message *m)
     h[0] = m->type;
     h[1] = (uint8_t)((m->reject ? MSG_FLAG_REJECT : 0) |
                      (m->snapshot != NULL ? MSG_FLAG_SNAPSHOT : 0));
-    put_u16(h + 2, 0);
-    put_u32(h + 4, m->context_len);
-    put_u32(h + 8, m->n_entries);
-    put_u32(h + 12, 0);
-    put_u64(h + 16, m->to);
-    put_u64(h + 24, m->from);
-    put_u64(h + 32, m->term);
-    put_u64(h + 40, m->log_term);
-    put_u64(h + 48, m->index);
-    put_u64(h + 56, m->commit);
-    put_u64(h + 64, m->vote);
-    put_u64(h + 72, m->reject_hint);
+    rr_le_put_u16(h + 2, 0);
+    rr_le_put_u32(h + 4, m->context_len);
+    rr_le_put_u32(h + 8, m->n_entries);
+    rr_le_put_u32(h + 12, 0);
+    rr_le_put_u64(h + 16, m->to);
+    rr_le_put_u64(h + 24, m->from);
+    rr_le_put_u64(h + 32, m->term);
+    rr_le_put_u64(h + 40, m->log_term);
+    rr_le_put_u64(h + 48, m->index);
+    rr_le_put_u64(h + 56, m->commit);
+    rr_le_put_u64(h + 64, m->vote);
+    rr_le_put_u64(h + 72, m->reject_hint);
     stage_put(w, h, sizeof h);
 }
 
@@ -282,7 +255,7 @@ static void id_set_put(rr_codec_writer *w, const rr_id_set *s)
 {
     uint8_t b[8];
     for (uint32_t i = 0; i < s->n; i++) {
-        put_u64(b, s->ids[i]);
+        rr_le_put_u64(b, s->ids[i]);
         stage_put(w, b, sizeof b);
     }
 }
@@ -293,16 +266,16 @@ static void snapshot_put(rr_codec_writer *w, const rr_message *m)
     const rr_conf_state *cs = &s->meta.conf_state;
     bool streamed = rr_codec_snapshot_streams(m);
     uint8_t h[RR_CODEC_SNAP_HEADER_BYTES];
-    put_u64(h, s->meta.index);
-    put_u64(h + 8, s->meta.term);
-    put_u64(h + 16, s->data_len);
+    rr_le_put_u64(h, s->meta.index);
+    rr_le_put_u64(h + 8, s->meta.term);
+    rr_le_put_u64(h + 16, s->data_len);
     h[24] = (uint8_t)cs->voters.n;
     h[25] = (uint8_t)cs->voters_outgoing.n;
     h[26] = (uint8_t)cs->learners.n;
     h[27] = (uint8_t)cs->learners_next.n;
     h[28] = cs->auto_leave ? 1 : 0;
     h[29] = streamed ? SNAP_FLAG_STREAMED : 0;
-    put_u16(h + 30, 0);
+    rr_le_put_u16(h + 30, 0);
     stage_put(w, h, sizeof h);
     id_set_put(w, &cs->voters);
     id_set_put(w, &cs->voters_outgoing);
@@ -354,10 +327,10 @@ int rr_codec_writer_add_chunk(rr_codec_writer *w, const rr_codec_chunk *c, rr_bu
     if (stage > w->stage_cap || w->iov_cap < 4)
         return -ENOBUFS;
     uint8_t h[RR_CODEC_CHUNK_HEADER_BYTES];
-    put_u64(h, c->snap_index);
-    put_u64(h + 8, c->snap_term);
-    put_u64(h + 16, c->offset);
-    put_u64(h + 24, c->total_len);
+    rr_le_put_u64(h, c->snap_index);
+    rr_le_put_u64(h + 8, c->snap_term);
+    rr_le_put_u64(h + 16, c->offset);
+    rr_le_put_u64(h + 24, c->total_len);
     stage_put(w, h, sizeof h);
     payload_put(w, c->data, c->len, buf);
     w->kind = RR_CODEC_KIND_SNAP_CHUNK;
@@ -412,9 +385,9 @@ size_t rr_codec_hello_encode(const rr_codec_hello *h,
                              uint8_t out[RR_CODEC_FRAME_HEADER_BYTES + RR_CODEC_HELLO_BYTES])
 {
     uint8_t *body = out + RR_CODEC_FRAME_HEADER_BYTES;
-    put_u64(body, h->cluster_id);
-    put_u64(body + 8, h->from);
-    put_u64(body + 16, h->to);
+    rr_le_put_u64(body, h->cluster_id);
+    rr_le_put_u64(body + 8, h->from);
+    rr_le_put_u64(body + 16, h->to);
     rr_codec_header_encode(RR_CODEC_KIND_HELLO, RR_CODEC_HELLO_BYTES, 0,
                            rr_crc32c(0, body, RR_CODEC_HELLO_BYTES), out);
     return RR_CODEC_FRAME_HEADER_BYTES + RR_CODEC_HELLO_BYTES;
@@ -444,7 +417,7 @@ static int id_set_decode(reader *r, uint8_t n, rr_id_set *s)
         return RR_ERR_TRUNCATED;
     s->n = n;
     for (uint32_t i = 0; i < n; i++) {
-        s->ids[i] = get_u64(p + 8 * i);
+        s->ids[i] = rr_le_get_u64(p + 8 * i);
         /* rr_id_set is a sorted set of nonzero ids; the core relies on it. */
         if (s->ids[i] == RR_NODE_ID_NONE)
             return RR_ERR_CORRUPT;
@@ -492,8 +465,8 @@ static int snapshot_decode(reader *r, rr_buf *owner, const rr_codec_streamed *st
     if (h[28] > 1 || (h[29] & ~SNAP_FLAG_STREAMED) != 0 || h[30] != 0 || h[31] != 0)
         return RR_ERR_CORRUPT;
     memset(s, 0, sizeof(*s));
-    s->meta.index = get_u64(h);
-    s->meta.term = get_u64(h + 8);
+    s->meta.index = rr_le_get_u64(h);
+    s->meta.term = rr_le_get_u64(h + 8);
     rr_conf_state *cs = &s->meta.conf_state;
     cs->auto_leave = h[28] == 1;
     int rc = id_set_decode(r, h[24], &cs->voters);
@@ -505,8 +478,8 @@ static int snapshot_decode(reader *r, rr_buf *owner, const rr_codec_streamed *st
         rc = id_set_decode(r, h[27], &cs->learners_next);
     if (rc != 0)
         return rc;
-    return snapshot_data_attach(r, s, get_u64(h + 16), (h[29] & SNAP_FLAG_STREAMED) != 0, owner,
-                                st);
+    return snapshot_data_attach(r, s, rr_le_get_u64(h + 16), (h[29] & SNAP_FLAG_STREAMED) != 0,
+                                owner, st);
 }
 
 static int entries_decode(reader *r, uint32_t n, rr_buf *owner, rr_message *m)
@@ -561,21 +534,21 @@ static int message_decode(reader *r, rr_buf *owner, const rr_codec_streamed *st,
         return RR_ERR_CORRUPT;
     if ((h[1] & ~(MSG_FLAG_REJECT | MSG_FLAG_SNAPSHOT)) != 0 || h[2] != 0 || h[3] != 0)
         return RR_ERR_CORRUPT;
-    if (get_u32(h + 12) != 0)
+    if (rr_le_get_u32(h + 12) != 0)
         return RR_ERR_CORRUPT;
     m->type = h[0];
     m->reject = (h[1] & MSG_FLAG_REJECT) != 0;
-    m->to = get_u64(h + 16);
-    m->from = get_u64(h + 24);
-    m->term = get_u64(h + 32);
-    m->log_term = get_u64(h + 40);
-    m->index = get_u64(h + 48);
-    m->commit = get_u64(h + 56);
-    m->vote = get_u64(h + 64);
-    m->reject_hint = get_u64(h + 72);
-    int rc = context_decode(r, get_u32(h + 4), m);
+    m->to = rr_le_get_u64(h + 16);
+    m->from = rr_le_get_u64(h + 24);
+    m->term = rr_le_get_u64(h + 32);
+    m->log_term = rr_le_get_u64(h + 40);
+    m->index = rr_le_get_u64(h + 48);
+    m->commit = rr_le_get_u64(h + 56);
+    m->vote = rr_le_get_u64(h + 64);
+    m->reject_hint = rr_le_get_u64(h + 72);
+    int rc = context_decode(r, rr_le_get_u32(h + 4), m);
     if (rc == 0)
-        rc = entries_decode(r, get_u32(h + 8), owner, m);
+        rc = entries_decode(r, rr_le_get_u32(h + 8), owner, m);
     if (rc != 0 || (h[1] & MSG_FLAG_SNAPSHOT) == 0)
         return rc;
     m->snapshot = calloc(1, sizeof(rr_snapshot));
@@ -612,9 +585,9 @@ int rr_codec_hello_decode(const uint8_t *body, size_t len, rr_codec_hello *h)
         return RR_ERR_TRUNCATED;
     if (len > RR_CODEC_HELLO_BYTES)
         return RR_ERR_CORRUPT;
-    h->cluster_id = get_u64(body);
-    h->from = get_u64(body + 8);
-    h->to = get_u64(body + 16);
+    h->cluster_id = rr_le_get_u64(body);
+    h->from = rr_le_get_u64(body + 8);
+    h->to = rr_le_get_u64(body + 16);
     if (h->from == RR_NODE_ID_NONE || h->to == RR_NODE_ID_NONE)
         return RR_ERR_CORRUPT;
     return 0;
@@ -626,10 +599,10 @@ int rr_codec_chunk_decode(const uint8_t *body, size_t len, rr_codec_chunk *c)
         return RR_ERR_TRUNCATED;
     if (len - RR_CODEC_CHUNK_HEADER_BYTES > RR_CODEC_CHUNK_BYTES_MAX)
         return RR_ERR_TOO_LARGE;
-    c->snap_index = get_u64(body);
-    c->snap_term = get_u64(body + 8);
-    c->offset = get_u64(body + 16);
-    c->total_len = get_u64(body + 24);
+    c->snap_index = rr_le_get_u64(body);
+    c->snap_term = rr_le_get_u64(body + 8);
+    c->offset = rr_le_get_u64(body + 16);
+    c->total_len = rr_le_get_u64(body + 24);
     c->data = body + RR_CODEC_CHUNK_HEADER_BYTES;
     c->len = (uint32_t)(len - RR_CODEC_CHUNK_HEADER_BYTES);
     if (c->total_len > RR_CODEC_SNAPSHOT_BYTES_MAX)

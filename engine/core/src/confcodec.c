@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "ringraft/assert.h"
+#include "ringraft/le.h"
 
 enum {
     CC_KIND_V1 = 1,
@@ -42,45 +43,6 @@ _Static_assert((uint64_t)CC_HEADER_BYTES + (uint64_t)CC_CHANGE_BYTES * RR_NODES_
                        RR_ENTRY_BYTES_MAX <=
                    INT32_MAX,
                "encoded conf change fits in an int");
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 /* The caller built cc; these are programming errors, not input errors. */
 static void assert_well_formed(const rr_conf_change *cc)
@@ -109,12 +71,12 @@ int rr_conf_change_encode(const rr_conf_change *cc, uint8_t *out, size_t cap)
 
     out[0] = cc->v1 ? CC_KIND_V1 : CC_KIND_V2;
     out[1] = cc->transition;
-    put_u16(out + 2, (uint16_t)cc->n_changes);
-    put_u32(out + 4, cc->context_len);
+    rr_le_put_u16(out + 2, (uint16_t)cc->n_changes);
+    rr_le_put_u32(out + 4, cc->context_len);
     uint8_t *p = out + CC_HEADER_BYTES;
     for (uint32_t i = 0; i < cc->n_changes; i++) {
         p[0] = cc->changes[i].type;
-        put_u64(p + 1, cc->changes[i].node_id);
+        rr_le_put_u64(p + 1, cc->changes[i].node_id);
         p += CC_CHANGE_BYTES;
     }
     if (cc->context_len > 0)
@@ -138,8 +100,8 @@ int rr_conf_change_decode(const uint8_t *data, size_t len, bool v1, rr_conf_chan
 
     uint8_t kind = data[0];
     uint8_t transition = data[1];
-    uint16_t n = get_u16(data + 2);
-    uint32_t ctx_len = get_u32(data + 4);
+    uint16_t n = rr_le_get_u16(data + 2);
+    uint32_t ctx_len = rr_le_get_u32(data + 4);
 
     if (kind != (v1 ? CC_KIND_V1 : CC_KIND_V2))
         return RR_ERR_CORRUPT; /* the entry type and the bytes disagree */
@@ -161,7 +123,7 @@ int rr_conf_change_decode(const uint8_t *data, size_t len, bool v1, rr_conf_chan
         if (p[0] > RR_CONF_ADD_LEARNER_NODE)
             return RR_ERR_CORRUPT;
         cc->changes[i].type = p[0];
-        cc->changes[i].node_id = get_u64(p + 1);
+        cc->changes[i].node_id = rr_le_get_u64(p + 1);
         p += CC_CHANGE_BYTES;
     }
     cc->v1 = v1;

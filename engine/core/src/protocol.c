@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ringraft/assert.h"
+#include "ringraft/le.h"
 
 static const uint8_t campaign_transfer_ctx[] = "CampaignTransfer";
 #define CAMPAIGN_TRANSFER_LEN ((uint32_t)(sizeof campaign_transfer_ctx - 1))
@@ -325,20 +326,6 @@ static bool lease_mode(const rr_raft *r)
     return r->read_only.option == RR_READ_ONLY_LEASE_BASED;
 }
 
-static void put_u64_le(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64_le(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* Lease mode: a numbered heartbeat round; its acknowledgements extend the lease. */
 static void bcast_lease_heartbeat(rr_raft *r)
 {
@@ -349,7 +336,7 @@ static void bcast_lease_heartbeat(rr_raft *r)
     memset(&r->lease_rounds[slot].acks, 0, sizeof(r->lease_rounds[slot].acks));
     rr_id_set_insert(&r->lease_rounds[slot].acks, r->id);
     uint8_t ctx[8];
-    put_u64_le(ctx, round);
+    rr_le_put_u64(ctx, round);
     bcast_heartbeat_with_ctx(r, ctx, sizeof ctx);
 }
 
@@ -774,7 +761,7 @@ static void lease_ack(rr_raft *r, rr_node_id_t from, const uint8_t *ctx, uint32_
 {
     if (len != 8)
         return;
-    uint64_t round = get_u64_le(ctx);
+    uint64_t round = rr_le_get_u64(ctx);
     size_t slot = round % RR_LEASE_ROUNDS;
     if (r->lease_rounds[slot].round != round || round == 0)
         return; /* too old: a newer round reused the slot */
