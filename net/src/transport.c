@@ -93,6 +93,8 @@ void transport_base_destroy(rr_transport *t)
 
 int transport_peer_slot(const rr_transport *t, rr_node_id_t id)
 {
+    if (id == RR_NODE_ID_NONE) /* removed slots hold NONE */
+        return -1;
     for (uint32_t i = 0; i < t->n_peers; i++)
         if (t->peer_ids[i] == id)
             return (int)i;
@@ -123,14 +125,31 @@ void transport_report(rr_transport *t, int slot, rr_transport_report_kind kind)
 
 int rr_transport_add_peer(rr_transport *t, rr_node_id_t id, const char *host, uint16_t port)
 {
-    if (id == RR_NODE_ID_NONE || id == t->cfg.self || transport_peer_slot(t, id) >= 0)
+    if (id == RR_NODE_ID_NONE || id == t->cfg.self)
         return -EINVAL;
+    if (transport_peer_slot(t, id) >= 0)
+        return -EEXIST;
     if (t->n_peers >= RR_NODES_MAX)
         return -ENOSPC;
+    uint32_t slot = t->n_peers;
     int rc = t->ops->add_peer(t, id, host, port);
-    if (rc == 0)
-        t->peer_ids[t->n_peers++] = id;
-    return rc;
+    if (rc != 0)
+        return rc;
+    __atomic_store_n(&t->peer_ids[slot], id, __ATOMIC_RELAXED);
+    /* release: the slot (its id, its ring) is set up before another thread sees the count. */
+    __atomic_store_n(&t->n_peers, slot + 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int rr_transport_remove_peer(rr_transport *t, rr_node_id_t id)
+{
+    int slot = transport_peer_slot(t, id);
+    if (slot < 0)
+        return -ENOENT;
+    /* release: sends to the slot stopped before whoever drains it learns it is gone. */
+    __atomic_store_n(&t->peer_ids[slot], RR_NODE_ID_NONE, __ATOMIC_RELEASE);
+    t->ops->remove_peer(t, slot);
+    return 0;
 }
 
 int rr_transport_start(rr_transport *t)
@@ -174,7 +193,8 @@ uint32_t rr_transport_reports(rr_transport *t, rr_transport_report *out, uint32_
                 atomic_fetch_or_explicit(&t->report_mask[kind], bits << slot, memory_order_relaxed);
                 break;
             }
-            out[n++] = (rr_transport_report){.peer = t->peer_ids[slot], .kind = kind};
+            if (t->peer_ids[slot] != RR_NODE_ID_NONE) /* not about a removed peer */
+                out[n++] = (rr_transport_report){.peer = t->peer_ids[slot], .kind = kind};
         }
     }
     return n;

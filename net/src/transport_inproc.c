@@ -4,8 +4,11 @@
  * payloads by reference, nothing is encoded. Same rules as TCP: only wire-sendable
  * messages, queues bounded in bytes and messages, drops reported as unreachable.
  *
- * Set-up order: create every transport on the hub and add peers before any thread uses
- * them; the hub's endpoint table is read-only afterwards.
+ * Set-up order: create every transport on the hub before any thread uses them; the hub's
+ * endpoint table is read-only afterwards. Peers may be added and removed at any time by
+ * the transport's raft thread: the consumer finds its ring in the sender's peer slots
+ * (published with release, see transport_internal.h); a removed slot is no longer found,
+ * so what was queued in it is dropped (freed with the transport).
  */
 #include "transport_internal.h"
 
@@ -64,6 +67,12 @@ static int inproc_add_peer(rr_transport *t, rr_node_id_t id, const char *host, u
     return msg_ring_init(&o->ring, RR_TRANSPORT_QUEUE_MSGS_MAX);
 }
 
+static void inproc_remove_peer(rr_transport *t, int slot)
+{
+    (void)t;
+    (void)slot; /* the consumer stops finding the slot; its ring is freed with t */
+}
+
 static int inproc_start(rr_transport *t)
 {
     (void)t;
@@ -108,10 +117,21 @@ static void inproc_flush(rr_transport *t)
     }
 }
 
+/* src's slot for self, read from src's raft thread's writes (transport_internal.h). */
+static int remote_slot(const inproc *src, rr_node_id_t self)
+{
+    /* acquire: pairs with rr_transport_add_peer's release; the slot's ring is set up. */
+    uint32_t n = __atomic_load_n(&src->base.n_peers, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < n; i++)
+        if (__atomic_load_n(&src->base.peer_ids[i], __ATOMIC_ACQUIRE) == self)
+            return (int)i;
+    return -1;
+}
+
 /* Pops up to max messages that src queued for self. */
 static uint32_t ring_drain(inproc *src, rr_node_id_t self, rr_message *out, uint32_t max)
 {
-    int slot = transport_peer_slot(&src->base, self);
+    int slot = remote_slot(src, self);
     if (slot < 0)
         return 0;
     out_ring *o = &src->out[slot];
@@ -152,6 +172,7 @@ static void inproc_destroy(rr_transport *t)
 
 static const struct transport_ops inproc_ops = {
     .add_peer = inproc_add_peer,
+    .remove_peer = inproc_remove_peer,
     .start = inproc_start,
     .send = inproc_send,
     .flush = inproc_flush,

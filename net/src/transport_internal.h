@@ -59,7 +59,10 @@ static inline bool msg_ring_pop(msg_ring *r, rr_message *m)
 /* ---- the base every transport embeds first ---- */
 
 struct transport_ops {
+    /* Prepares slot t->n_peers for id; the base publishes it after. */
     int (*add_peer)(rr_transport *t, rr_node_id_t id, const char *host, uint16_t port);
+    /* Retires slot (its id is already RR_NODE_ID_NONE in peer_ids). */
+    void (*remove_peer)(rr_transport *t, int slot);
     int (*start)(rr_transport *t);
     int (*send)(rr_transport *t, rr_message *m);
     void (*flush)(rr_transport *t);
@@ -76,6 +79,10 @@ struct rr_transport {
     const struct transport_ops *ops;
     rr_transport_config cfg;
     int wake_fd; /* eventfd the raft thread sleeps on (non-blocking) */
+    /* Peer slots, written by the raft thread only (rr_transport_add_peer/remove_peer). A
+     * slot is never reused: a removed peer's id becomes RR_NODE_ID_NONE. Other threads
+     * (the in-process peers' raft threads) read n_peers with acquire, after the slot's
+     * id was stored, and each id with __atomic loads. */
     uint32_t n_peers;
     rr_node_id_t peer_ids[RR_NODES_MAX];
     /* One bit per peer slot and report kind; set by any thread, taken by the raft thread. */

@@ -114,7 +114,8 @@ typedef struct frame {
     uint8_t state;
     bool zc;
     bool failed;
-    bool carries_snap; /* the streamed MsgSnap record: report done/failed at release */
+    bool carries_snap; /* a MsgSnap (record of a streamed one, or inline): report done/failed
+                        * at release */
     uint32_t notifs;   /* zero-copy notifications still to come */
     uint32_t n_msgs;
     uint64_t acct_bytes; /* released from the peer's queue bound with the frame */
@@ -127,6 +128,7 @@ typedef struct frame {
 typedef struct peer {
     rr_node_id_t id;
     int slot;
+    bool active;   /* net thread: taken from added_mask, not yet from removed_mask */
     bool dialer;   /* self < id: we dial */
     bool loopback; /* 127.0.0.0/8: zero-copy only copies there (see transport.h) */
     struct sockaddr_in addr;
@@ -163,6 +165,14 @@ typedef struct tcp {
     _Atomic uint32_t net_wake_pending;
     _Atomic bool stopping;
     _Atomic uint64_t disconnect_mask; /* peer slots whose connection the raft thread drops */
+    /* The raft thread's commands about peer slots (a slot is set up before its bit is set,
+     * and never reused): added_mask publishes a new slot to the net thread, removed_mask
+     * retires one (close its connection, drop its queue). */
+    _Atomic uint64_t added_mask;
+    _Atomic uint64_t removed_mask;
+    /* Net thread: slots below this were taken from added_mask; it reads no slot above
+     * (the raft thread may be setting one up). Slots are added in order. */
+    uint32_t net_n_peers;
     pthread_t thread;
     bool started;
     bool inbox_pushed;
@@ -330,6 +340,17 @@ static void inbox_push(tcp *t, rr_message *m)
     t->inbox_pushed = true;
 }
 
+static void peers_take(tcp *t);
+
+/* The active peer named id (net thread's view: base.peer_ids belongs to the raft thread). */
+static peer *peer_find(tcp *t, rr_node_id_t id)
+{
+    for (uint32_t i = 0; i < t->net_n_peers; i++)
+        if (t->peers[i].active && t->peers[i].id == id)
+            return &t->peers[i];
+    return NULL;
+}
+
 static int hello_done(tcp *t, conn *c, const uint8_t *body)
 {
     rr_codec_hello h;
@@ -338,11 +359,13 @@ static int hello_done(tcp *t, conn *c, const uint8_t *body)
         return rc;
     if (c->peer != NULL || h.cluster_id != t->base.cfg.cluster_id || h.to != t->base.cfg.self)
         return RR_ERR_CORRUPT;
-    int slot = transport_peer_slot(&t->base, h.from);
+    /* A peer the raft thread added a moment ago is known, even if the HELLO is handled in
+     * the same batch of completions as the wake-up that announced it. */
+    peers_take(t);
+    peer *p = peer_find(t, h.from);
     /* Only peers we know, and only those that dial us (smaller ids). */
-    if (slot < 0 || t->peers[slot].dialer)
+    if (p == NULL || p->dialer)
         return RR_ERR_CORRUPT;
-    peer *p = &t->peers[slot];
     if (p->conn != NULL) /* the peer restarted or lost the old one: the new one wins */
         conn_fail(t, p->conn);
     c->peer = p;
@@ -717,10 +740,15 @@ static void frame_fill_msgs(tcp *t, peer *p, frame *f)
             p->snap_off = 0;
             continue;
         }
+        /* An inline MsgSnap is reported like a streamed one when its frame is released:
+         * a leader whose follower ignored or lost it must leave StateSnapshot (etcd's
+         * rafthttp reports every MsgSnap). */
+        bool snap = m.type == RR_MSG_SNAP;
         if (!frame_take(t, f, &m)) {
             peer_carry(p, &m);
             return;
         }
+        f->carries_snap = f->carries_snap || snap;
     }
 }
 
@@ -901,9 +929,9 @@ static void cqe_dispatch(tcp *t, const struct io_uring_cqe *cqe)
 static uint64_t dials_due(tcp *t)
 {
     uint64_t now = now_ns(), next = UINT64_MAX;
-    for (uint32_t i = 0; i < t->base.n_peers; i++) {
+    for (uint32_t i = 0; i < t->net_n_peers; i++) {
         peer *p = &t->peers[i];
-        if (!p->dialer || p->conn != NULL || p->dialing != NULL)
+        if (!p->active || !p->dialer || p->conn != NULL || p->dialing != NULL)
             continue;
         if (p->next_dial_ns <= now)
             peer_dial(t, p);
@@ -929,9 +957,50 @@ static void cqes_drain(tcp *t)
 static void disconnects_take(tcp *t)
 {
     uint64_t bits = atomic_exchange(&t->disconnect_mask, 0);
-    for (uint32_t i = 0; i < t->base.n_peers; i++)
+    for (uint32_t i = 0; i < t->net_n_peers; i++)
         if ((bits & (1ull << i)) != 0 && t->peers[i].conn != NULL)
             conn_fail(t, t->peers[i].conn);
+}
+
+/* Retires p: no more dials or sends; what it had queued is dropped. The raft thread no
+ * longer pushes to its outbox (its id is gone from the slots before the bit is set). */
+static void peer_retire(tcp *t, peer *p)
+{
+    p->active = false;
+    if (p->dialing != NULL)
+        conn_fail(t, p->dialing);
+    if (p->conn != NULL)
+        conn_fail(t, p->conn);
+    peer_snap_abort(t, p);
+    rr_message m;
+    if (p->has_carry) {
+        atomic_fetch_sub_explicit(&p->queued_bytes, msg_account_bytes(&p->carry),
+                                  memory_order_relaxed);
+        rr_message_free(&p->carry);
+        p->has_carry = false;
+    }
+    while (msg_ring_pop(&p->outbox, &m)) {
+        atomic_fetch_sub_explicit(&p->queued_bytes, msg_account_bytes(&m), memory_order_relaxed);
+        rr_message_free(&m);
+        stat_add(&t->base.stats.msgs_dropped_send, 1);
+    }
+}
+
+/* Takes the raft thread's peer commands (tcp_add_peer, tcp_remove_peer). */
+static void peers_take(tcp *t)
+{
+    /* acquire: pairs with the raft thread's release; the slot's fields are set up. */
+    uint64_t added = atomic_exchange_explicit(&t->added_mask, 0, memory_order_acquire);
+    uint64_t removed = atomic_exchange_explicit(&t->removed_mask, 0, memory_order_acquire);
+    for (uint32_t i = 0; i < RR_NODES_MAX; i++) {
+        if ((added & (1ull << i)) != 0) {
+            t->peers[i].active = true;
+            if (i + 1 > t->net_n_peers)
+                t->net_n_peers = i + 1;
+        }
+        if ((removed & (1ull << i)) != 0)
+            peer_retire(t, &t->peers[i]);
+    }
 }
 
 static void net_turn(tcp *t)
@@ -939,6 +1008,7 @@ static void net_turn(tcp *t)
     /* Exchange before draining the outboxes: a send queued after this sees 0 and writes
      * the eventfd, so it is never left waiting (pairs with tcp_flush). */
     atomic_exchange(&t->net_wake_pending, 0);
+    peers_take(t);
     disconnects_take(t);
     uint64_t next = dials_due(t);
     if (t->accept_retry_ns != 0 && t->accept_retry_ns <= now_ns()) {
@@ -947,8 +1017,9 @@ static void net_turn(tcp *t)
     }
     if (t->accept_retry_ns != 0 && t->accept_retry_ns < next)
         next = t->accept_retry_ns;
-    for (uint32_t i = 0; i < t->base.n_peers; i++)
-        peer_pump(t, &t->peers[i]);
+    for (uint32_t i = 0; i < t->net_n_peers; i++)
+        if (t->peers[i].active)
+            peer_pump(t, &t->peers[i]);
     if (t->inbox_pushed) {
         t->inbox_pushed = false;
         transport_wake(&t->base);
@@ -967,7 +1038,7 @@ static void net_turn(tcp *t)
 
 static bool sends_settled(const tcp *t)
 {
-    for (uint32_t i = 0; i < t->base.n_peers; i++)
+    for (uint32_t i = 0; i < t->net_n_peers; i++)
         for (uint32_t k = 0; k < FRAMES_PER_PEER; k++)
             if (t->peers[i].frames[k].state != FRAME_FREE)
                 return false;
@@ -1084,7 +1155,20 @@ static int tcp_add_peer(rr_transport *base, rr_node_id_t id, const char *host, u
         if (f->w.stage == NULL || f->w.iov == NULL || f->w.refs == NULL)
             rc = -ENOMEM;
     }
-    return rc; /* on failure tcp_destroy frees what was made (n_peers + 1 slots) */
+    if (rc != 0)
+        return rc; /* tcp_destroy frees what was made (n_peers + 1 slots) */
+    /* release: the slot is set up before the net thread takes its bit (peers_take). */
+    atomic_fetch_or_explicit(&t->added_mask, 1ull << p->slot, memory_order_release);
+    tcp_flush(base);
+    return 0;
+}
+
+static void tcp_remove_peer(rr_transport *base, int slot)
+{
+    tcp *t = (tcp *)base;
+    /* release: our last push to the slot's outbox is visible to the drain in peer_retire. */
+    atomic_fetch_or_explicit(&t->removed_mask, 1ull << slot, memory_order_release);
+    tcp_flush(base);
 }
 
 static int tcp_start(rr_transport *base)
@@ -1147,6 +1231,7 @@ static void tcp_destroy(rr_transport *base)
 
 static const struct transport_ops tcp_ops = {
     .add_peer = tcp_add_peer,
+    .remove_peer = tcp_remove_peer,
     .start = tcp_start,
     .send = tcp_send,
     .flush = tcp_flush,
@@ -1230,6 +1315,8 @@ int rr_transport_tcp_new(const rr_transport_config *cfg, rr_transport **out)
     atomic_init(&t->net_wake_pending, 0);
     atomic_init(&t->stopping, false);
     atomic_init(&t->disconnect_mask, 0);
+    atomic_init(&t->added_mask, 0);
+    atomic_init(&t->removed_mask, 0);
     int rc = transport_base_init(&t->base, &tcp_ops, cfg);
     if (rc == 0)
         rc = tcp_setup(t);

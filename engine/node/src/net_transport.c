@@ -1,8 +1,11 @@
 /* net_transport.c: rr_node_net_ops over a net/ transport (TCP on io_uring or in-process). */
 #include "ringraft/node.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "ringraft/transport.h"
@@ -50,6 +53,31 @@ static uint32_t nt_reports(void *ctx, rr_node_net_report *out, uint32_t max)
     return n;
 }
 
+/* A membership change's context is the new member's transport address, "host:port" (IPv4
+ * dotted quad; rrkv passes it). An empty context leaves the peer to whoever declared it. */
+static int nt_add_peer(void *ctx, rr_node_id_t id, const uint8_t *context, uint32_t len)
+{
+    char addr[64];
+    if (len == 0 || len >= sizeof addr)
+        return -EINVAL;
+    memcpy(addr, context, len);
+    addr[len] = '\0';
+    char *colon = strrchr(addr, ':');
+    if (colon == NULL || colon[1] == '\0')
+        return -EINVAL;
+    *colon = '\0';
+    char *end;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (*end != '\0' || port == 0 || port > 65535)
+        return -EINVAL;
+    return rr_transport_add_peer(ctx, id, addr, (uint16_t)port);
+}
+
+static void nt_remove_peer(void *ctx, rr_node_id_t id)
+{
+    (void)rr_transport_remove_peer(ctx, id); /* -ENOENT: never known here; nothing to do */
+}
+
 static int nt_fd(void *ctx)
 {
     return rr_transport_wait_fd(ctx);
@@ -65,6 +93,8 @@ static const rr_node_net_ops net_transport_ops = {
     .flush = nt_flush,
     .recv = nt_recv,
     .reports = nt_reports,
+    .add_peer = nt_add_peer,
+    .remove_peer = nt_remove_peer,
     .wait_fd = nt_fd,
     .close = nt_close,
 };

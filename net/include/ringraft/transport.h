@@ -12,8 +12,9 @@
  *   per ordered pair, for tests and benchmarks. Messages move without encoding.
  *
  * Threads. Every function below is called by one thread per transport, the raft thread
- * (the one driving the rawnode), except rr_transport_*_new, _add_peer and _start (before
- * the transport is shared) and rr_transport_free (after the raft thread stopped using it).
+ * (the one driving the rawnode), except rr_transport_*_new and _start (before the transport
+ * is shared) and rr_transport_free (after the raft thread stopped using it). Peers may be
+ * added and removed before or after start (membership changes, in log order).
  * The TCP transport runs its own net thread, which owns the io_uring, the sockets, the
  * frames and the receive buffers. When idle the net thread sleeps in io_uring_submit_and_
  * wait_timeout (woken by an eventfd read or a reconnect timer), and the raft thread sleeps
@@ -40,8 +41,8 @@
  *
  * Reports: the core learns about peers through rr_transport_reports(): UNREACHABLE (a
  * connection went away, a dial failed, a message was dropped), and SNAPSHOT_DONE /
- * SNAPSHOT_FAILED for a streamed MsgSnap; feed them to rr_rawnode_report_unreachable()
- * and rr_rawnode_report_snapshot().
+ * SNAPSHOT_FAILED for every MsgSnap sent over TCP, streamed or inline (in-process: none);
+ * feed them to rr_rawnode_report_unreachable() and rr_rawnode_report_snapshot().
  *
  * Errors are 0 or negative (-errno or RR_ERR_*), as stated per function.
  */
@@ -150,9 +151,16 @@ int rr_transport_inproc_new(rr_transport_hub *hub, const rr_transport_config *cf
 
 /* ---- common to both ---- */
 
-/* Declares a peer (TCP: where it listens). Before rr_transport_start. Returns 0, -EINVAL
- * (id 0, self, a duplicate, a bad address) or -ENOSPC (RR_NODES_MAX peers). */
+/* Declares a peer (TCP: where it listens), before or after rr_transport_start (after: the
+ * raft thread; the TCP net thread learns it through its command masks and dials or accepts
+ * it from its next turn). Returns 0, -EINVAL (id 0, self, a bad address), -EEXIST (a
+ * present peer) or -ENOSPC (RR_NODES_MAX peer slots used: a removed peer's slot is not
+ * reused, so adds plus removes over the transport's life are bounded by RR_NODES_MAX). */
 int rr_transport_add_peer(rr_transport *t, rr_node_id_t id, const char *host, uint16_t port);
+/* Forgets a peer: no more sends to it (-EINVAL), its connection closed, its queued
+ * messages dropped, no more reports about it, and its connections refused. Raft thread (or
+ * before start). Returns 0 or -ENOENT (not a present peer). */
+int rr_transport_remove_peer(rr_transport *t, rr_node_id_t id);
 /* Starts the net thread (TCP; a no-op in-process). Returns 0 or -errno. */
 int rr_transport_start(rr_transport *t);
 /* Stops, joins the net thread, releases every message and buffer. NULL is a no-op. */
