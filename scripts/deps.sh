@@ -14,6 +14,7 @@ packages=(
   libbenchmark-dev              # bench/: Google Benchmark
   libmicrohttpd-dev             # examples/kv: HTTP server
   libcurl4-openssl-dev          # examples/kv: rrkv-load's HTTP client
+  curl iproute2 wrk             # examples/kv: black-box tests (curl, ss), HTTP benchmark
   systemtap-sdt-dev             # USDT probes (sys/sdt.h)
   libraft-dev libuv1-dev        # bench/peers: canonical raft, measured beside ringraft
 )
