@@ -741,14 +741,11 @@ static void node_open(server *s)
     }
     rr_node_config cfg;
     rr_node_config_init(&cfg, s->o.id);
-    /* Initial voters (used on the first start only): the --cluster ids, with --join too.
-     * A joining node bootstraps from the configuration that includes it, which its log
-     * then reaches through the leader's entries (index 2 on): with no configuration at
-     * all it would wait for a snapshot, and the leader's only one may be the bootstrap
-     * snapshot at index 1, whose configuration does not name it (ignored: it would never
-     * catch up; see the report on the engine). */
-    cfg.n_voters = s->o.n_cluster;
-    for (uint32_t k = 0; k < s->o.n_cluster; k++)
+    /* Initial voters (used on the first start only): the --cluster ids. A joining node
+     * starts with no configuration, as in raftexample: it learns the cluster from the
+     * leader's snapshot, which the leader takes when it applies the node's addition. */
+    cfg.n_voters = s->o.join ? 0 : s->o.n_cluster;
+    for (uint32_t k = 0; k < cfg.n_voters; k++)
         cfg.voters[k] = k + 1;
     cfg.tick_ms = s->o.tick_ms;
     cfg.election_ticks = s->o.election_ticks;

@@ -82,6 +82,10 @@ typedef struct apply_item {
     /* Entries at or below this index are already in the state machine (a restored
      * snapshot): they are acknowledged but not applied again. */
     rr_index_t skip_through;
+    /* A member was added while we lead: snapshot after applying, whatever the threshold,
+     * so the newest snapshot names it (one that predates it is ignored by the new node, as
+     * in etcd, which would leave it unable to catch up once the log is compacted). */
+    bool force_snapshot;
     rr_message resp; /* MsgStorageApplyResp to step once applied (type 0: none) */
     request *done;   /* requests to complete after the entries, in order */
     struct apply_item *next;
@@ -673,6 +677,17 @@ static void disk_append(rr_node *n, rr_message *m)
     n->disk_tail = w;
 }
 
+static bool adds_member(const rr_conf_change *cc, rr_node_id_t self)
+{
+    for (uint32_t i = 0; i < cc->n_changes; i++) {
+        uint8_t t = cc->changes[i].type;
+        if ((t == RR_CONF_ADD_NODE || t == RR_CONF_ADD_LEARNER_NODE) &&
+            cc->changes[i].node_id != self)
+            return true;
+    }
+    return false;
+}
+
 /* The transport learns about members as their changes take effect. */
 static void tell_transport(rr_node *n, const rr_conf_change *cc)
 {
@@ -721,6 +736,8 @@ static void hand_to_apply(rr_node *n, rr_message *m)
                 rr_rawnode_apply_conf_change(n->rn, &cc, &cs);
                 record_conf(n, e->index, &cs);
                 tell_transport(n, &cc);
+                if (is_leader(n) && adds_member(&cc, n->id))
+                    it->force_snapshot = true;
             }
         }
     }
@@ -959,10 +976,12 @@ static void restore_run(rr_node *n, apply_item *it)
 
 /* After applying, saves the state machine every snapshot_every_entries entries and sends the
  * bytes to the raft thread, which persists them. */
-static void maybe_snapshot(rr_node *n)
+static void maybe_snapshot(rr_node *n, bool force)
 {
-    if (n->cfg.snapshot_every_entries == 0 || n->cb.snapshot_save == NULL ||
-        n->cfg.disk->save_snapshot == NULL || n->since_snapshot < n->cfg.snapshot_every_entries)
+    if (n->cb.snapshot_save == NULL || n->cfg.disk->save_snapshot == NULL)
+        return;
+    if (!force &&
+        (n->cfg.snapshot_every_entries == 0 || n->since_snapshot < n->cfg.snapshot_every_entries))
         return;
     apply_item *it = calloc(1, sizeof(*it));
     RR_ASSERT(it != NULL);
@@ -1037,8 +1056,9 @@ static void *apply_main(void *arg)
                 free(it);
                 continue;
             }
+            bool force = it->force_snapshot;
             apply_item_run(n, it);
-            maybe_snapshot(n);
+            maybe_snapshot(n, force);
             if (it->resp.type != 0) {
                 while (!rr_ring_push_spsc(&n->applied_ring, it))
                     sched_yield();
