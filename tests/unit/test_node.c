@@ -452,14 +452,10 @@ static void wait_applied(cluster *c, uint32_t want, const client *cls)
     fail_msg("not every node applied %u entries within 30 s", want);
 }
 
-static void test_three_nodes_commit_in_order_everywhere(void **state)
+/* CLIENTS threads propose PER_CLIENT entries each on the leader; returns once every node
+ * applied them all. */
+static void run_clients(cluster *c, rr_node_id_t lead, client *cls)
 {
-    (void)state;
-    cluster *c = malloc(sizeof(*c));
-    cluster_start(c, 0);
-    rr_node_id_t lead = wait_leader(c);
-
-    client cls[CLIENTS];
     pthread_t th[CLIENTS];
     for (uint32_t k = 0; k < CLIENTS; k++) {
         cls[k] = (client){.leader = c->nodes[lead], .id = k + 1};
@@ -468,6 +464,17 @@ static void test_three_nodes_commit_in_order_everywhere(void **state)
     for (uint32_t k = 0; k < CLIENTS; k++)
         pthread_join(th[k], NULL);
     wait_applied(c, CLIENTS * PER_CLIENT, cls);
+}
+
+static void test_three_nodes_commit_in_order_everywhere(void **state)
+{
+    (void)state;
+    cluster *c = malloc(sizeof(*c));
+    cluster_start(c, 0);
+    rr_node_id_t lead = wait_leader(c);
+
+    client cls[CLIENTS];
+    run_clients(c, lead, cls);
 
     /* Every proposal committed exactly once, each client's in its order, and every node's
      * state machine identical. */
@@ -612,14 +619,7 @@ static void test_snapshots_and_restart_rebuild_the_same_state(void **state)
     cluster_start(c, 1000);
     rr_node_id_t lead = wait_leader(c);
     client cls[CLIENTS];
-    pthread_t th[CLIENTS];
-    for (uint32_t k = 0; k < CLIENTS; k++) {
-        cls[k] = (client){.leader = c->nodes[lead], .id = k + 1};
-        pthread_create(&th[k], NULL, client_main, &cls[k]);
-    }
-    for (uint32_t k = 0; k < CLIENTS; k++)
-        pthread_join(th[k], NULL);
-    wait_applied(c, CLIENTS * PER_CLIENT, cls);
+    run_clients(c, lead, cls);
     for (uint32_t i = 1; i <= NODES; i++) {
         rr_node_stats st;
         rr_node_stats_get(c->nodes[i], &st);
