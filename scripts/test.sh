@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what is missing, checks
-# formatting, builds and tests under ASan+UBSan, then builds and tests the release build.
+# formatting, builds and tests under ASan+UBSan, then builds and tests the release build,
+# then runs the threaded tests (rings, runtime, transport) under ThreadSanitizer.
 # Ends with CTest's summary. With CI=true, warnings are errors.
 #
 #   ./scripts/test.sh              everything
@@ -27,3 +28,12 @@ for preset in "${presets[@]}"; do
   cmake --build --preset "$preset" -j "$jobs"
   ctest --preset "$preset" -j "$jobs"
 done
+
+if [ $# -eq 0 ]; then
+  # The whole suite under TSan adds little to the threaded tests but minutes of build.
+  echo "== tsan: the threaded tests"
+  cmake --preset tsan >build-tsan.log 2>&1 || { cat build-tsan.log; exit 1; }
+  rm -f build-tsan.log
+  cmake --build --preset tsan -j "$jobs" --target test_node test_ring test_transport
+  ctest --preset tsan -j "$jobs" -R '^unit_(node|ring|transport)$'
+fi
