@@ -1,14 +1,17 @@
 /*
  * rrbench: the end-to-end benchmark. Starts an N-node ringraft cluster on this machine
- * (threads of one process; each node with its own WAL directory on disk, fdatasync on, and
- * a TCP transport on loopback), drives the leader with closed-loop clients (--clients,
- * each keeping --window proposals of --size bytes outstanding), warms up, measures for
- * --duration, and prints throughput, commit latency percentiles (propose -> applied on the
- * leader), and per-node counters.
+ * (each node with its own WAL directory on disk, fdatasync on, and a TCP transport on
+ * loopback) as threads of this process or, with --procs, as one process per node; drives
+ * the leader with closed-loop clients (--clients, each keeping --window proposals of
+ * --size bytes outstanding), warms up, measures for --duration, and prints throughput,
+ * commit latency percentiles (propose -> applied on the leader), where the time goes
+ * stage by stage, batching, and CPU.
  *
  *   rrbench [--nodes 3] [--size 128] [--clients 64] [--window 128] [--duration 10]
  *           [--warmup 2] [--dir ./rrbench-data] [--no-fsync] [--transport tcp|inproc]
  *           [--tick-ms 100] [--wal-sync uring|dsync|syscall|direct] [--json]
+ *           [--procs [--verify] [--kill-leader-at S [--restart-after S]]]
+ *           [--procs --verify-only --dir DIR]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,29 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "histogram.h"
-#include "ringraft/node.h"
+#include "rrbench.h"
 #include "ringraft/transport.h"
-#include "ringraft/wal.h"
-
-#define NODES_MAX   7
-#define CLUSTER_ID  0x72726263ull /* "rrbc" */
-#define PAYLOAD_MAX (1u << 20)
-
-typedef struct opts {
-    uint32_t nodes;
-    uint32_t size_bytes;
-    uint32_t clients;
-    uint32_t window;
-    double duration_s;
-    double warmup_s;
-    const char *dir;
-    bool no_fsync;
-    bool inproc;
-    uint32_t tick_ms;
-    int wal_sync; /* -1: the WAL's default; else rr_wal_sync_mode */
-    bool json;
-} opts;
 
 typedef struct bench {
     opts o;
@@ -64,7 +46,7 @@ typedef struct slot {
     uint64_t start_ns;
 } slot;
 
-static uint64_t now_ns(void)
+uint64_t rrbench_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -73,10 +55,19 @@ static uint64_t now_ns(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: rrbench [--nodes N] [--size BYTES] [--clients C] [--window W]\n"
-                    "               [--duration S] [--warmup S] [--dir PATH] [--no-fsync]\n"
-                    "               [--transport tcp|inproc] [--tick-ms MS]\n"
-                    "               [--wal-sync uring|dsync|syscall|direct] [--json]\n");
+    fprintf(stderr,
+            "usage: rrbench [--nodes N] [--size BYTES] [--clients C] [--window W]\n"
+            "               [--duration S] [--warmup S] [--dir PATH] [--no-fsync]\n"
+            "               [--transport tcp|inproc] [--tick-ms MS]\n"
+            "               [--wal-sync uring|dsync|syscall|direct] [--json]\n"
+            "               [--procs [--verify] [--kill-leader-at S [--restart-after S]]]\n"
+            "  --procs             one process per node (TCP), instead of threads\n"
+            "  --verify            (--procs) record every acknowledged and applied entry\n"
+            "                      and check, after the run, that every node applied\n"
+            "                      every acknowledged entry, in one order; exit 1 if not\n"
+            "  --verify-only       (--procs) only check the files a --verify run left\n"
+            "  --kill-leader-at S  (--procs) SIGKILL the leader S s into the measured\n"
+            "                      window, restart it --restart-after S later (default 1)\n");
     exit(2);
 }
 
@@ -95,7 +86,7 @@ static double parse_seconds(const char *s, const char *what)
 {
     char *end;
     double v = strtod(s, &end);
-    if (*s == '\0' || *end != '\0' || v <= 0 || v > 3600) {
+    if (*s == '\0' || *end != '\0' || !(v > 0) || v > 3600) {
         fprintf(stderr, "rrbench: %s must be seconds in (0, 3600], not '%s'\n", what, s);
         exit(2);
     }
@@ -112,7 +103,8 @@ static void parse(int argc, char **argv, opts *o)
                 .warmup_s = 2,
                 .dir = "./rrbench-data",
                 .tick_ms = 100,
-                .wal_sync = -1};
+                .wal_sync = -1,
+                .restart_after = 1};
     static const struct option longs[] = {
         {"nodes", required_argument, NULL, 'n'},
         {"size", required_argument, NULL, 's'},
@@ -127,6 +119,15 @@ static void parse(int argc, char **argv, opts *o)
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {"wal-sync", required_argument, NULL, 'S'},
+        {"procs", no_argument, NULL, 'P'},
+        {"verify", no_argument, NULL, 'V'},
+        {"verify-only", no_argument, NULL, 'v'},
+        {"kill-leader-at", required_argument, NULL, 'K'},
+        {"restart-after", required_argument, NULL, 'R'},
+        /* Internal: how the --procs parent starts a node process. */
+        {"node-id", required_argument, NULL, 'I'},
+        {"incarnation", required_argument, NULL, 'N'},
+        {"ports", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -179,12 +180,58 @@ static void parse(int argc, char **argv, opts *o)
             else
                 usage();
             break;
+        case 'P':
+            o->procs = true;
+            break;
+        case 'V':
+            o->verify = true;
+            break;
+        case 'v':
+            o->verify_only = true;
+            break;
+        case 'K':
+            o->kill_leader_at = parse_seconds(optarg, "--kill-leader-at");
+            break;
+        case 'R':
+            o->restart_after = parse_seconds(optarg, "--restart-after");
+            break;
+        case 'I':
+            o->node_id = parse_u32(optarg, 1, NODES_MAX, "--node-id");
+            break;
+        case 'N':
+            o->incarnation = parse_u32(optarg, 0, 255, "--incarnation");
+            break;
+        case 'p': {
+            char *save = NULL, *list = strdup(optarg);
+            uint32_t k = 1;
+            for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save))
+                if (k <= NODES_MAX)
+                    o->ports[k++] = (uint16_t)parse_u32(t, 1, 65535, "--ports");
+            free(list);
+            break;
+        }
         default:
             usage();
         }
     }
     if (optind != argc)
         usage();
+    if ((o->verify || o->verify_only || o->kill_leader_at > 0) && !o->procs) {
+        fprintf(stderr, "rrbench: --verify, --verify-only and --kill-leader-at go with --procs\n");
+        exit(2);
+    }
+    if (o->procs && (o->inproc || o->no_fsync)) {
+        fprintf(stderr, "rrbench: --procs runs TCP between processes with durable WALs\n");
+        exit(2);
+    }
+    if (o->kill_leader_at >= o->duration_s && o->kill_leader_at > 0) {
+        fprintf(stderr, "rrbench: --kill-leader-at must fall inside --duration\n");
+        exit(2);
+    }
+    if (o->verify && o->size_bytes < 8) {
+        fprintf(stderr, "rrbench: --verify needs --size of at least 8 (an entry's id)\n");
+        exit(2);
+    }
     if ((uint64_t)o->clients * o->window > 60000) {
         fprintf(stderr, "rrbench: --clients x --window must stay under 60000 (ring size)\n");
         exit(2);
@@ -201,7 +248,7 @@ static void on_done(void *ctx, const rr_node_result *res)
     bench *b = s->b;
     if (__atomic_load_n(&b->measuring, __ATOMIC_RELAXED)) {
         if (res->status == RR_NODE_COMMITTED) {
-            rr_hist_record(&b->lat, now_ns() - s->start_ns);
+            rr_hist_record(&b->lat, rrbench_now_ns() - s->start_ns);
             __atomic_fetch_add(&b->committed, 1, __ATOMIC_RELAXED);
         } else {
             __atomic_fetch_add(&b->failed, 1, __ATOMIC_RELAXED);
@@ -217,7 +264,7 @@ static void propose_slot(slot *s)
 {
     bench *b = s->b;
     rr_node_id_t lead = __atomic_load_n(&b->leader, __ATOMIC_RELAXED);
-    s->start_ns = now_ns();
+    s->start_ns = rrbench_now_ns();
     int rc = rr_node_propose(b->nodes[lead], b->payload, b->o.size_bytes, on_done, s);
     if (rc != 0 && rc != -ESHUTDOWN) {
         fprintf(stderr, "rrbench: propose: %s\n", strerror(-rc));
@@ -239,23 +286,23 @@ static void sm_apply(void *ctx, const rr_entry *ents, size_t n)
 
 /* ---- the cluster -------------------------------------------------------------------- */
 
-static void die(const char *what, int rc)
+void rrbench_die(const char *what, int rc)
 {
     fprintf(stderr, "rrbench: %s: %s\n", what, rc < 0 && rc > -4096 ? strerror(-rc) : "error");
     exit(1);
 }
 
-static rr_wal *open_wal(bench *b, rr_node_id_t id)
+rr_wal *rrbench_open_wal(const opts *o, rr_node_id_t id)
 {
     char path[512];
     rr_wal_config wc;
-    if (b->o.no_fsync) {
+    if (o->no_fsync) {
         rr_wal_config_init(&wc, NULL); /* in memory: durable when queued */
     } else {
-        snprintf(path, sizeof path, "%s/node-%" PRIu64, b->o.dir, id);
+        snprintf(path, sizeof path, "%s/node-%" PRIu64, o->dir, id);
         rr_wal_config_init(&wc, path);
-        if (b->o.wal_sync >= 0)
-            wc.sync_mode = (uint8_t)b->o.wal_sync;
+        if (o->wal_sync >= 0)
+            wc.sync_mode = (uint8_t)o->wal_sync;
     }
     rr_wal *w;
     rr_wal_error err;
@@ -268,13 +315,31 @@ static rr_wal *open_wal(bench *b, rr_node_id_t id)
     return w;
 }
 
+void rrbench_fresh_dir(const opts *o)
+{
+    if (mkdir(o->dir, 0755) != 0 && errno != EEXIST)
+        rrbench_die(o->dir, -errno);
+    for (uint32_t id = 1; id <= o->nodes; id++) {
+        char path[600];
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/node-%u", o->dir, id);
+        if (stat(path, &sb) == 0) {
+            fprintf(stderr,
+                    "rrbench: %s exists (an earlier run's log): remove it or choose "
+                    "another --dir\n",
+                    path);
+            exit(2);
+        }
+    }
+}
+
 static void start_cluster(bench *b, sm_ctx *sms)
 {
     rr_transport *ts[NODES_MAX + 1];
     if (b->o.inproc && rr_transport_hub_new(&b->hub) != 0)
-        die("hub", -ENOMEM);
-    if (!b->o.no_fsync && mkdir(b->o.dir, 0755) != 0 && errno != EEXIST)
-        die(b->o.dir, -errno);
+        rrbench_die("hub", -ENOMEM);
+    if (!b->o.no_fsync)
+        rrbench_fresh_dir(&b->o);
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
         rr_transport_config tc;
         rr_transport_config_init(&tc, CLUSTER_ID, id);
@@ -283,7 +348,7 @@ static void start_cluster(bench *b, sm_ctx *sms)
         int rc = b->o.inproc ? rr_transport_inproc_new(b->hub, &tc, &ts[id])
                              : rr_transport_tcp_new(&tc, &ts[id]);
         if (rc != 0)
-            die("transport", rc);
+            rrbench_die("transport", rc);
     }
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
         for (rr_node_id_t p = 1; p <= b->o.nodes; p++) {
@@ -292,11 +357,11 @@ static void start_cluster(bench *b, sm_ctx *sms)
             uint16_t port = b->o.inproc ? 0 : rr_transport_port(ts[p]);
             int rc = rr_transport_add_peer(ts[id], p, "127.0.0.1", port);
             if (rc != 0)
-                die("add peer", rc);
+                rrbench_die("add peer", rc);
         }
         int rc = rr_transport_start(ts[id]);
         if (rc != 0)
-            die("transport start", rc);
+            rrbench_die("transport start", rc);
     }
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
         rr_node_config cfg;
@@ -305,21 +370,21 @@ static void start_cluster(bench *b, sm_ctx *sms)
         for (uint32_t k = 0; k < b->o.nodes; k++)
             cfg.voters[k] = k + 1;
         cfg.tick_ms = b->o.tick_ms;
-        int rc = rr_node_disk_wal(open_wal(b, id), &cfg.disk, &cfg.disk_ctx);
+        int rc = rr_node_disk_wal(rrbench_open_wal(&b->o, id), &cfg.disk, &cfg.disk_ctx);
         if (rc != 0)
-            die("disk", rc);
+            rrbench_die("disk", rc);
         cfg.net = rr_node_net_transport();
         cfg.net_ctx = ts[id];
         sms[id] = (sm_ctx){.b = b, .id = id};
         rr_node_callbacks cb = {.ctx = &sms[id], .apply = sm_apply};
         rc = rr_node_create(&cfg, &cb, &b->nodes[id]);
         if (rc != 0)
-            die("node", rc);
+            rrbench_die("node", rc);
     }
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
         int rc = rr_node_start(b->nodes[id]);
         if (rc != 0)
-            die("node start", rc);
+            rrbench_die("node start", rc);
     }
 }
 
@@ -345,7 +410,7 @@ static void sleep_s(double s)
     nanosleep(&ts, NULL);
 }
 
-static double cpu_s(void)
+double rrbench_cpu_s(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -373,60 +438,81 @@ static void print_stages(const rr_node_stats *st)
            st->propose_batch_mean, st->disk_batch_mean);
 }
 
-static void report(const bench *b, double secs, double cpu, const rr_node_stats *st0,
-                   const rr_node_stats *st1)
+void rrbench_report(const opts *o, const rrbench_result *r)
 {
-    double eps = (double)b->committed / secs;
-    double mbps = eps * b->o.size_bytes / 1e6;
-    uint64_t q[5] = {rr_hist_quantile(&b->lat, 0.50), rr_hist_quantile(&b->lat, 0.90),
-                     rr_hist_quantile(&b->lat, 0.99), rr_hist_quantile(&b->lat, 0.999), b->lat.max};
-    const rr_node_stats *l1 = &st1[b->leader], *l0 = &st0[b->leader];
+    double secs = r->secs;
+    double eps = (double)r->committed / secs;
+    double mbps = eps * o->size_bytes / 1e6;
+    uint64_t q[5] = {rr_hist_quantile(&r->lat, 0.50), rr_hist_quantile(&r->lat, 0.90),
+                     rr_hist_quantile(&r->lat, 0.99), rr_hist_quantile(&r->lat, 0.999), r->lat.max};
+    const rr_node_stats *l1 = &r->leader1, *l0 = &r->leader0;
     double appends = (double)(l1->disk_appends - l0->disk_appends);
     double readies = (double)(l1->readies - l0->readies);
     double applied = (double)(l1->entries_applied - l0->entries_applied);
-    if (b->o.json) {
-        printf("{\"nodes\":%u,\"size_bytes\":%u,\"clients\":%u,\"window\":%u,"
+    const char *mode = o->procs ? "procs" : "threads";
+    if (o->json) {
+        printf("{\"nodes\":%u,\"size_bytes\":%u,\"clients\":%u,\"window\":%u,\"mode\":\"%s\","
                "\"transport\":\"%s\",\"fsync\":%s,\"duration_s\":%.3f,"
                "\"entries_per_s\":%.0f,\"mb_per_s\":%.2f,\"committed\":%" PRIu64
                ",\"failed\":%" PRIu64 ",\"latency_ns\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
                ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "},"
                "\"leader_disk_appends_per_s\":%.0f,\"leader_entries_per_append\":%.1f,"
-               "\"leader_readies_per_s\":%.0f,\"cpu_cores\":%.2f,"
-               "\"stage_p50_ns\":{\"queue\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"apply\":%" PRIu64
+               "\"leader_readies_per_s\":%.0f,\"cpu_cores\":%.2f,",
+               o->nodes, o->size_bytes, o->clients, o->window, mode, o->inproc ? "inproc" : "tcp",
+               o->no_fsync ? "false" : "true", secs, eps, mbps, r->committed, r->failed, q[0], q[1],
+               q[2], q[3], q[4], appends / secs, appends > 0 ? applied / appends : 0,
+               readies / secs, r->cpu_s / secs);
+        if (r->per_node_cpu) {
+            printf("\"cpu_cores_per_node\":[");
+            for (uint32_t id = 1; id <= o->nodes; id++)
+                printf("%s%.2f", id > 1 ? "," : "", r->cpu_node_s[id] / secs);
+            printf("],");
+        }
+        printf("\"stage_p50_ns\":{\"queue\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"apply\":%" PRIu64
                ",\"disk\":%" PRIu64 "},"
                "\"propose_batch_mean\":%.1f,\"disk_batch_mean\":%.1f}\n",
-               b->o.nodes, b->o.size_bytes, b->o.clients, b->o.window,
-               b->o.inproc ? "inproc" : "tcp", b->o.no_fsync ? "false" : "true", secs, eps, mbps,
-               b->committed, b->failed, q[0], q[1], q[2], q[3], q[4], appends / secs,
-               appends > 0 ? applied / appends : 0, readies / secs, cpu / secs,
                l1->stage[RR_NODE_STAGE_QUEUE].p50_ns, l1->stage[RR_NODE_STAGE_COMMIT].p50_ns,
                l1->stage[RR_NODE_STAGE_APPLY].p50_ns, l1->stage[RR_NODE_STAGE_DISK].p50_ns,
                l1->propose_batch_mean, l1->disk_batch_mean);
         return;
     }
-    printf("rrbench: %u nodes, %u B entries, %u clients x %u outstanding, %s, %s, %.1f s\n",
-           b->o.nodes, b->o.size_bytes, b->o.clients, b->o.window,
-           b->o.inproc ? "in-process transport" : "TCP on loopback",
-           b->o.no_fsync ? "NO fsync (in-memory WAL)" : "durable WAL", secs);
+    printf("rrbench: %u nodes (%s), %u B entries, %u clients x %u outstanding, %s, %s, %.1f s\n",
+           o->nodes, o->procs ? "one process each" : "threads of one process", o->size_bytes,
+           o->clients, o->window, o->inproc ? "in-process transport" : "TCP on loopback",
+           o->no_fsync ? "NO fsync (in-memory WAL)" : "durable WAL", secs);
     printf("  throughput   %.0f entries/s, %.2f MB/s (%" PRIu64 " committed, %" PRIu64 " failed)\n",
-           eps, mbps, b->committed, b->failed);
+           eps, mbps, r->committed, r->failed);
     printf("  commit latency (propose -> applied on the leader)\n");
     printf("    p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n",
            (double)q[0] / 1e6, (double)q[1] / 1e6, (double)q[2] / 1e6, (double)q[3] / 1e6,
            (double)q[4] / 1e6);
     printf("  leader: %.0f disk appends/s, %.1f entries per append, %.0f Readys/s\n",
            appends / secs, appends > 0 ? applied / appends : 0, readies / secs);
-    printf("  CPU: %.2f cores for the whole cluster (%u nodes in this process)\n", cpu / secs,
-           b->o.nodes);
+    if (r->per_node_cpu) {
+        printf("  CPU: %.2f cores for the whole cluster; per node:", r->cpu_s / secs);
+        for (uint32_t id = 1; id <= o->nodes; id++)
+            printf(" %u: %.2f", id, r->cpu_node_s[id] / secs);
+        printf("\n");
+    } else {
+        printf("  CPU: %.2f cores for the whole cluster (%u nodes in this process)\n",
+               r->cpu_s / secs, o->nodes);
+    }
     print_stages(l1);
 }
 
 int main(int argc, char **argv)
 {
+    opts o;
+    parse(argc, argv, &o);
+    if (o.node_id != 0)
+        return rrbench_node_process(&o);
+    if (o.procs)
+        return rrbench_procs(&o, argc, argv);
+
     bench *b = calloc(1, sizeof(*b));
     if (b == NULL)
         return 1;
-    parse(argc, argv, &b->o);
+    b->o = o;
     for (uint32_t i = 0; i < b->o.size_bytes; i++)
         b->payload[i] = (uint8_t)(i * 131u);
     rr_hist_reset(&b->lat);
@@ -447,20 +533,29 @@ int main(int argc, char **argv)
         rr_node_stats_reset(b->nodes[id]); /* stage histograms: the measured window only */
         rr_node_stats_get(b->nodes[id], &st0[id]);
     }
-    double cpu0 = cpu_s();
-    uint64_t t0 = now_ns();
+    double cpu0 = rrbench_cpu_s();
+    uint64_t t0 = rrbench_now_ns();
     __atomic_store_n(&b->measuring, 1, __ATOMIC_RELAXED);
     sleep_s(b->o.duration_s);
     __atomic_store_n(&b->measuring, 0, __ATOMIC_RELAXED);
-    uint64_t t1 = now_ns();
-    double cpu1 = cpu_s();
+    uint64_t t1 = rrbench_now_ns();
+    double cpu1 = rrbench_cpu_s();
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++)
         rr_node_stats_get(b->nodes[id], &st1[id]);
 
     __atomic_store_n(&b->stopping, 1, __ATOMIC_RELAXED);
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++)
         rr_node_stop(b->nodes[id]);
-    report(b, (double)(t1 - t0) / 1e9, cpu1 - cpu0, st0, st1);
+    rrbench_result *r = calloc(1, sizeof(*r));
+    r->secs = (double)(t1 - t0) / 1e9;
+    r->cpu_s = cpu1 - cpu0;
+    r->committed = b->committed;
+    r->failed = b->failed;
+    r->lat = b->lat;
+    r->leader0 = st0[b->leader];
+    r->leader1 = st1[b->leader];
+    rrbench_report(&b->o, r);
+    free(r);
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++)
         rr_node_free(b->nodes[id]);
     if (b->hub != NULL)
