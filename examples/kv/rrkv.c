@@ -578,6 +578,19 @@ static enum MHD_Result req_run(req *r)
         r->stage = ST_DONE;
         return send_answer(r);
     }
+    if (r->method == M_POST || r->method == M_DELETE) {
+        /* Against the membership the leader has applied: removing a stranger or adding a
+         * member twice would commit a change that changes nothing. */
+        rr_conf_state cs;
+        rr_node_conf_get(s->node, &cs);
+        bool member = rr_id_set_contains(&cs.voters, r->member_id) ||
+                      rr_id_set_contains(&cs.voters_outgoing, r->member_id) ||
+                      rr_id_set_contains(&cs.learners, r->member_id);
+        if (r->method == M_DELETE && !member)
+            return answer_now(r, MHD_HTTP_NOT_FOUND, "no such member");
+        if (r->method == M_POST && member)
+            return answer_now(r, MHD_HTTP_CONFLICT, "already a member (DELETE it first)");
+    }
     return req_submit(r);
 }
 

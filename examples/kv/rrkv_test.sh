@@ -4,7 +4,8 @@
 # rrkv-load:
 #   basic       no quorum = quick 503; put, get, overwrite, missing key, serializable reads,
 #               307 from followers; bad requests (4xx, nothing changes, nobody crashes)
-#   membership  POST adds a 4th node that then serves; DELETE removes one, which answers 410
+#   membership  POST adds a 4th node that then serves; DELETE removes one, which answers 410;
+#               DELETE of a stranger is 404, POST of a member 409
 #   restart     data written (past several snapshots) survives a node's restart and a
 #               whole-cluster restart; a restarted node catches up
 #   history     rrkv-load records a history while the leader is SIGKILLed and restarted;
@@ -194,6 +195,9 @@ membership)
             --duration "$1" --put-ratio 1 --timeout-ms 2000 >/dev/null
     }
     load 0.5
+    # Changes that would change nothing are refused, and commit nothing.
+    expect "404 no such member" DELETE "$(http "$l")/9"
+    expect "409 already a member" POST "$(http "$l")/2" "http://127.0.0.1:1"
     expect 204 POST "$(http "$l")/4" "http://127.0.0.1:${ports[3]}"
     start_node4
     load 0.5

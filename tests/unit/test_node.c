@@ -901,7 +901,13 @@ static void test_added_member_learns_the_configuration(void **state)
         assert_int_equal(wait_result(&w).status, RR_NODE_COMMITTED);
     }
     const uint32_t nn = SLOTS; /* the newcomer */
+    rr_conf_state cs;
+    rr_node_conf_get(c->nodes[lead], &cs);
+    assert_int_equal(cs.voters.n, NODES);
+    assert_false(rr_id_set_contains(&cs.voters, nn));
     node_open_as(c, nn, true);
+    rr_node_conf_get(c->nodes[nn], &cs);
+    assert_int_equal(cs.voters.n, 0); /* it knows nothing yet */
     assert_int_equal(rr_node_start(c->nodes[nn]), 0);
     static const char addr[] = "in-process";
     assert_int_equal(rr_node_add(c->nodes[lead], nn, false, addr, sizeof addr - 1, waiter_done, &w),
@@ -933,7 +939,12 @@ static void test_added_member_learns_the_configuration(void **state)
         assert_memory_equal(c->sms[i].values, c->sms[lead].values, 60 * sizeof(uint32_t));
     }
     rr_node_stats_get(c->nodes[nn], &ns);
-    assert_true(ns.snapshots == 0); /* it was given one, it did not take one */
+    assert_true(ns.snapshots == 0);         /* it was given one, it did not take one */
+    for (uint32_t i = 1; i <= SLOTS; i++) { /* every node applied the same membership */
+        rr_node_conf_get(c->nodes[i], &cs);
+        assert_int_equal(cs.voters.n, SLOTS);
+        assert_true(rr_id_set_contains(&cs.voters, nn));
+    }
     cluster_stop(c);
     free(c);
 }

@@ -152,6 +152,8 @@ struct rr_node {
         rr_conf_state cs;
     } confs[16];
     uint32_t n_confs;
+    pthread_mutex_t conf_mu; /* guards conf_pub, the latest of confs, for rr_node_conf_get */
+    rr_conf_state conf_pub;
     uint64_t n_snapshots;
     rr_node_id_t leader; /* published copy of soft.lead for other threads */
     /* Written by the raft and apply threads once per batch (never per entry), read by
@@ -209,6 +211,9 @@ static void record_conf(rr_node *n, rr_index_t index, const rr_conf_state *cs)
     n->confs[n->n_confs].index = index;
     n->confs[n->n_confs].cs = *cs;
     n->n_confs++;
+    pthread_mutex_lock(&n->conf_mu);
+    n->conf_pub = *cs;
+    pthread_mutex_unlock(&n->conf_mu);
 }
 
 static const rr_conf_state *conf_at(const rr_node *n, rr_index_t index)
@@ -1177,6 +1182,7 @@ int rr_node_create(const rr_node_config *cfg, const rr_node_callbacks *cb, rr_no
     n->timer_fd = -1;
     n->raft_wake.fd = n->apply_wake.fd = -1;
     pthread_mutex_init(&n->hist_mu, NULL);
+    pthread_mutex_init(&n->conf_mu, NULL);
     stats_hists_reset(n);
     int rc = bootstrap(cfg);
     if (rc == 0)
@@ -1206,6 +1212,11 @@ int rr_node_create(const rr_node_config *cfg, const rr_node_callbacks *cb, rr_no
         rc_cfg.async_storage_writes = true;
         rc_cfg.applied = stored_applied(cfg);
         rc = rr_rawnode_new(&rc_cfg, &n->rn);
+    }
+    if (rc == 0) { /* the configuration at start: bootstrap or storage's; the log may move it */
+        rr_status st;
+        rr_rawnode_status(n->rn, &st);
+        n->conf_pub = st.config;
     }
     if (rc != 0) {
         n->cfg.disk = NULL; /* the caller keeps its contexts when creation fails */
@@ -1325,7 +1336,15 @@ void rr_node_free(rr_node *n)
     free(n->batch);
     free(n->batch_reqs);
     pthread_mutex_destroy(&n->hist_mu);
+    pthread_mutex_destroy(&n->conf_mu);
     free(n);
+}
+
+void rr_node_conf_get(rr_node *n, rr_conf_state *out)
+{
+    pthread_mutex_lock(&n->conf_mu);
+    *out = n->conf_pub;
+    pthread_mutex_unlock(&n->conf_mu);
 }
 
 void rr_node_stats_get(rr_node *n, rr_node_stats *out)

@@ -248,6 +248,13 @@ void rr_node_stats_reset(rr_node *n);
 /* A consistent-enough snapshot of counters (read without stopping the threads). */
 void rr_node_stats_get(rr_node *n, rr_node_stats *out);
 
+/* The membership as this node has applied it: voters, learners and, during a joint change,
+ * both halves. Starts from the bootstrap (or stored) configuration, then follows every
+ * configuration change this node hands out for application and every snapshot it
+ * installs. On the leader it is what the next change will be validated against, except for
+ * a change proposed but not yet committed. Any thread. */
+void rr_node_conf_get(rr_node *n, rr_conf_state *out);
+
 #ifdef __cplusplus
 }
 #endif
