@@ -21,6 +21,7 @@
  *
  *   raftbench-canonical [--nodes 3] [--size 128] [--clients 1] [--window 256] [--batch 1]
  *                       [--duration 10] [--warmup 2] [--dir PATH] [--snapshot-threshold N]
+ *                       [--election-timeout-ms 1000]
  *                       [--json]
  */
 #define _GNU_SOURCE
@@ -75,6 +76,7 @@ typedef struct opts {
     double warmup_s;
     const char *dir;
     uint32_t snapshot_threshold;
+    uint32_t election_timeout_ms; /* libraft's default 1000; heartbeats every tenth of it */
     bool json;
     /* Internal node mode. */
     uint32_t node_id;
@@ -95,7 +97,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: raftbench-canonical [--nodes N] [--size BYTES] [--clients C] [--window W]\n"
             "                           [--batch N] [--duration S] [--warmup S] [--dir PATH]\n"
-            "                           [--snapshot-threshold N] [--json]\n");
+            "                           [--snapshot-threshold N] [--election-timeout-ms MS]\n"
+            "                           [--json]\n");
     exit(2);
 }
 
@@ -144,7 +147,8 @@ static void parse(int argc, char **argv, opts *o)
                 .batch = 1,
                 .duration_s = 10,
                 .warmup_s = 2,
-                .snapshot_threshold = 65536};
+                .snapshot_threshold = 65536,
+                .election_timeout_ms = 1000};
     static const struct option longs[] = {
         {"nodes", required_argument, NULL, 'n'},
         {"size", required_argument, NULL, 's'},
@@ -155,6 +159,7 @@ static void parse(int argc, char **argv, opts *o)
         {"warmup", required_argument, NULL, 'W'},
         {"dir", required_argument, NULL, 'D'},
         {"snapshot-threshold", required_argument, NULL, 'S'},
+        {"election-timeout-ms", required_argument, NULL, 'E'},
         {"json", no_argument, NULL, 'j'},
         {"node-id", required_argument, NULL, 'I'},
         {"ports", required_argument, NULL, 'P'},
@@ -191,6 +196,9 @@ static void parse(int argc, char **argv, opts *o)
         case 'S':
             o->snapshot_threshold = parse_u32(optarg, 16, 1u << 30, "--snapshot-threshold");
             break;
+        case 'E':
+            o->election_timeout_ms = parse_u32(optarg, 100, 60000, "--election-timeout-ms");
+            break;
         case 'j':
             o->json = true;
             break;
@@ -219,6 +227,7 @@ typedef struct node node;
 
 typedef struct slot {
     struct raft_apply req; /* req.data points back at the slot */
+    struct slot *next;     /* on the node's again list */
     node *n;
     uint64_t start_ns;
 } slot;
@@ -232,6 +241,8 @@ struct node {
     struct raft raft;
     uv_timer_t poll_timer;  /* leadership watch */
     uv_timer_t phase_timer; /* warm-up end, then measurement end */
+    uv_check_t again_check; /* proposes the again list after each loop iteration's I/O */
+    slot *again;            /* completed slots to propose again */
     uint64_t fsm_applied;   /* the state machine: a counter */
     bool leading;           /* this node runs the client */
     bool measuring;
@@ -322,8 +333,26 @@ static void propose_done(struct raft_apply *req, int status, void *result)
             n->failed_reqs++;
         }
     }
-    if (!n->stopping)
+    /* Not raft_apply from inside libraft's apply path: doing so crashed nodes (SIGSEGV in
+     * raft_apply, libraft 0.15.0) in runs with 4 KiB entries, also with the request struct
+     * not reused. Proposing from a check handle, after the iteration's I/O callbacks,
+     * keeps the closed loop without re-entering libraft. */
+    if (!n->stopping) {
+        s->next = n->again;
+        n->again = s;
+    }
+}
+
+static void propose_again(uv_check_t *h)
+{
+    node *n = h->data;
+    slot *s = n->again;
+    n->again = NULL;
+    while (s != NULL) {
+        slot *next = s->next;
         propose(s);
+        s = next;
+    }
 }
 
 static void propose(slot *s)
@@ -470,6 +499,8 @@ static int node_main(const opts *o)
         node_fail(n, "raft_init", rv);
     raft_set_snapshot_threshold(&n->raft, o->snapshot_threshold);
     raft_set_snapshot_trailing(&n->raft, o->snapshot_threshold / 4);
+    raft_set_election_timeout(&n->raft, o->election_timeout_ms);
+    raft_set_heartbeat_timeout(&n->raft, o->election_timeout_ms / 10);
 
     struct raft_configuration conf;
     raft_configuration_init(&conf);
@@ -490,8 +521,11 @@ static int node_main(const opts *o)
 
     uv_timer_init(&n->loop, &n->poll_timer);
     uv_timer_init(&n->loop, &n->phase_timer);
+    uv_check_init(&n->loop, &n->again_check);
     n->poll_timer.data = n;
     n->phase_timer.data = n;
+    n->again_check.data = n;
+    uv_check_start(&n->again_check, propose_again);
     uv_timer_start(&n->poll_timer, poll_leadership, POLL_MS, POLL_MS);
     uv_run(&n->loop, UV_RUN_DEFAULT);
     return 0;
@@ -599,7 +633,7 @@ static void make_dirs(cluster *c)
 
 static void spawn(cluster *c, uint32_t id, const char *ports, int pipe_wr)
 {
-    char a[9][32];
+    char a[10][32];
     snprintf(a[0], sizeof a[0], "%u", id);
     snprintf(a[1], sizeof a[1], "%u", c->o.nodes);
     snprintf(a[2], sizeof a[2], "%u", c->o.size_bytes);
@@ -609,11 +643,20 @@ static void spawn(cluster *c, uint32_t id, const char *ports, int pipe_wr)
     snprintf(a[6], sizeof a[6], "%.3f", c->o.duration_s);
     snprintf(a[7], sizeof a[7], "%.3f", c->o.warmup_s);
     snprintf(a[8], sizeof a[8], "%u", c->o.snapshot_threshold);
+    snprintf(a[9], sizeof a[9], "%u", c->o.election_timeout_ms);
     const char *pairs[][2] = {
-        {"--node-id", a[0]},  {"--nodes", a[1]},  {"--size", a[2]},
-        {"--clients", a[3]},  {"--window", a[4]}, {"--batch", a[5]},
-        {"--duration", a[6]}, {"--warmup", a[7]}, {"--snapshot-threshold", a[8]},
-        {"--ports", ports},   {"--dir", c->root},
+        {"--node-id", a[0]},
+        {"--nodes", a[1]},
+        {"--size", a[2]},
+        {"--clients", a[3]},
+        {"--window", a[4]},
+        {"--batch", a[5]},
+        {"--duration", a[6]},
+        {"--warmup", a[7]},
+        {"--snapshot-threshold", a[8]},
+        {"--election-timeout-ms", a[9]},
+        {"--ports", ports},
+        {"--dir", c->root},
     };
     enum { N_PAIRS = sizeof(pairs) / sizeof(pairs[0]) };
     char *argv[2 + 2 * N_PAIRS];
