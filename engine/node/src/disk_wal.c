@@ -6,6 +6,13 @@
  * buffers: no copy), the hard state (rr_wal_set_hard_state). Its completion is the WAL's
  * sequence number of the last record queued: the WAL's group commit makes everything up
  * to it durable together.
+ *
+ * A hard state that differs from the last one queued only in its commit index is not
+ * written on its own (etcd's MustSync rule: term and vote must be durable before a message
+ * that depends on them leaves; the commit index need not be, since a restarted node learns
+ * it again from the leader). It is kept and queued with the next entries or hard state, or
+ * before a snapshot is saved and at close. Without this, a leader at window 1 paid a second
+ * durable write per entry — the commit index — on the critical path of the next proposal.
  */
 #include "ringraft/node.h"
 
@@ -35,7 +42,11 @@ _Static_assert(DISK_WAL_CHUNK_ENTRIES * 2 <= RR_WAL_QUEUE_RECORDS_DEFAULT,
 
 typedef struct disk_wal {
     rr_wal *wal;
-    int err; /* first fatal error, reported by durable() */
+    int err;               /* first fatal error, reported by durable() */
+    rr_hard_state written; /* the last hard state queued to the WAL */
+    bool have_written;
+    rr_hard_state pending; /* a newer commit index not queued yet */
+    bool have_pending;
 } disk_wal;
 
 /* A full queue means the io thread is behind: wait for it rather than fail. */
@@ -68,10 +79,28 @@ static int retry_hard_state(disk_wal *d, const void *arg)
     return rr_wal_set_hard_state(d->wal, arg);
 }
 
+static int queue_hard_state(disk_wal *d, const rr_hard_state *hs)
+{
+    int rc = with_room(d, rr_wal_set_hard_state(d->wal, hs), retry_hard_state, hs);
+    if (rc == 0) {
+        d->written = *hs;
+        d->have_written = true;
+        d->have_pending = false;
+    }
+    return rc;
+}
+
 static int64_t dw_append(void *ctx, const rr_entry *ents, size_t n, const rr_hard_state *hs,
                          const rr_snapshot *snap)
 {
     disk_wal *d = ctx;
+    uint64_t last = rr_wal_last_seq(d->wal);
+    if (hs != NULL && n == 0 && snap == NULL && d->have_written && last > 0 &&
+        hs->term == d->written.term && hs->vote == d->written.vote) {
+        d->pending = *hs; /* only the commit index moved: nothing to wait for */
+        d->have_pending = true;
+        return (int64_t)last;
+    }
     int rc = 0;
     if (snap != NULL)
         rc = rr_wal_apply_snapshot(d->wal, snap);
@@ -86,13 +115,29 @@ static int64_t dw_append(void *ctx, const rr_entry *ents, size_t n, const rr_har
         ents += k;
         n -= k;
     }
-    if (rc == 0 && hs != NULL)
-        rc = with_room(d, rr_wal_set_hard_state(d->wal, hs), retry_hard_state, hs);
+    if (rc == 0 && hs == NULL && d->have_pending)
+        hs = &d->pending; /* rides with these entries */
+    if (rc == 0 && hs != NULL) {
+        rr_hard_state h = *hs; /* may point at d->pending */
+        rc = queue_hard_state(d, &h);
+    }
     if (rc != 0) {
         d->err = rc < 0 ? rc : -EIO;
         return d->err;
     }
     return (int64_t)rr_wal_last_seq(d->wal);
+}
+
+/* Queues a kept commit index and waits until everything queued is durable. */
+static int flush_pending(disk_wal *d)
+{
+    if (!d->have_pending)
+        return 0;
+    rr_hard_state h = d->pending;
+    int rc = queue_hard_state(d, &h);
+    if (rc == 0)
+        rc = rr_wal_wait(d->wal, rr_wal_last_seq(d->wal), NULL);
+    return rc;
 }
 
 static int64_t dw_durable(void *ctx)
@@ -123,7 +168,12 @@ static rr_storage dw_storage(void *ctx)
 static int dw_save_snapshot(void *ctx, const rr_snapshot *snap, rr_index_t compact_index)
 {
     disk_wal *d = ctx;
-    int rc = rr_wal_save_snapshot(d->wal, snap);
+    /* A restart resumes application at min(snapshot index, durable commit index): the
+     * commit index covering the snapshot is made durable first. */
+    int rc = flush_pending(d);
+    if (rc != 0)
+        return rc;
+    rc = rr_wal_save_snapshot(d->wal, snap);
     if (rc == RR_ERR_SNAP_OUT_OF_DATE)
         return 0; /* a newer one (from the leader) is already there */
     if (rc == 0 && compact_index > 0)
@@ -136,6 +186,8 @@ static int dw_save_snapshot(void *ctx, const rr_snapshot *snap, rr_index_t compa
 static void dw_close(void *ctx)
 {
     disk_wal *d = ctx;
+    if (d->err == 0)
+        (void)flush_pending(d); /* best effort: a lost commit index is learnt again */
     rr_wal_close(d->wal);
     free(d);
 }
