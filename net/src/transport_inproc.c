@@ -90,6 +90,7 @@ static int inproc_send(rr_transport *t, rr_message *m)
     }
     out_ring *o = &p->out[slot];
     uint64_t bytes = msg_account_bytes(m);
+    bool snap = m->type == RR_MSG_SNAP; /* read now: the push moves m into the ring */
     uint64_t queued = atomic_load_explicit(&o->queued_bytes, memory_order_relaxed);
     if (queued + bytes > t->cfg.send_queue_bytes_max || !msg_ring_push(&o->ring, m)) {
         rr_message_free(m);
@@ -100,6 +101,8 @@ static int inproc_send(rr_transport *t, rr_message *m)
     /* relaxed: a bound, not a synchronisation; the ring orders the message itself. */
     atomic_fetch_add_explicit(&o->queued_bytes, bytes, memory_order_relaxed);
     stat_add(&t->stats.msgs_sent, 1);
+    if (snap) /* handed over whole, as TCP reports once it has streamed one */
+        transport_report(t, slot, RR_TRANSPORT_SNAPSHOT_DONE);
     p->flush_mask |= 1ull << slot;
     return 0;
 }

@@ -3,7 +3,8 @@
  *
  * The disk is rr_memstorage behind the rr_node_disk_ops seam, made durable by a separate
  * "fsync" thread after a short delay (so the leader really replicates while its own write
- * is in flight); the network is an in-process hub of mutex-protected inboxes. Proposals
+ * is in flight); the network is an in-process hub of mutex-protected inboxes, which reports
+ * every MsgSnap delivered, as the TCP transport does once it has streamed one. Proposals
  * from several client threads must all commit exactly once (retried when a leader change
  * refuses them), in the same order on every node, with identical state machines; stop must
  * complete everything.
@@ -164,6 +165,9 @@ typedef struct hub {
 typedef struct netend {
     hub *h;
     rr_node_id_t self;
+    pthread_mutex_t mu;                 /* guards the snapshot reports */
+    rr_node_id_t snaps_sent[SLOTS + 1]; /* a MsgSnap delivered to each (reported once) */
+    uint32_t n_snaps;
     uint32_t peers_added;       /* atomic */
     char last_added[32];        /* context of the last add_peer */
     rr_node_id_t last_added_id; /* atomic */
@@ -178,6 +182,12 @@ static void net_send(void *ctx, rr_message *m)
         return;
     }
     inbox *b = &e->h->boxes[m->to];
+    if (m->type == RR_MSG_SNAP) { /* as TCP does once streamed: report it delivered */
+        pthread_mutex_lock(&e->mu);
+        if (e->n_snaps <= SLOTS)
+            e->snaps_sent[e->n_snaps++] = m->to;
+        pthread_mutex_unlock(&e->mu);
+    }
     pthread_mutex_lock(&b->mu);
     assert_true(b->n < INBOX_MAX);
     b->q[b->n++] = *m;
@@ -214,10 +224,15 @@ static uint32_t net_recv(void *ctx, rr_message *out, uint32_t max)
 
 static uint32_t net_reports(void *ctx, rr_node_net_report *out, uint32_t max)
 {
-    (void)ctx;
-    (void)out;
-    (void)max;
-    return 0;
+    netend *e = ctx;
+    pthread_mutex_lock(&e->mu);
+    uint32_t k = e->n_snaps < max ? e->n_snaps : max;
+    for (uint32_t i = 0; i < k; i++)
+        out[i] = (rr_node_net_report){.peer = e->snaps_sent[i], .kind = RR_NODE_NET_SNAPSHOT_DONE};
+    memmove(e->snaps_sent, e->snaps_sent + k, (e->n_snaps - k) * sizeof(rr_node_id_t));
+    e->n_snaps -= k;
+    pthread_mutex_unlock(&e->mu);
+    return k;
 }
 
 static int net_add_peer(void *ctx, rr_node_id_t id, const uint8_t *context, uint32_t len)
@@ -239,7 +254,9 @@ static int net_fd(void *ctx)
 
 static void net_close(void *ctx)
 {
-    free(ctx);
+    netend *e = ctx;
+    pthread_mutex_destroy(&e->mu);
+    free(e);
 }
 
 static const rr_node_net_ops net_ops = {
@@ -342,6 +359,7 @@ static void node_open_as(cluster *c, uint32_t i, bool join)
     __atomic_add_fetch(&c->disks[i]->refs, 1, __ATOMIC_ACQ_REL); /* the node's */
     cfg.disk_ctx = c->disks[i];
     netend *e = calloc(1, sizeof(*e));
+    pthread_mutex_init(&e->mu, NULL);
     e->h = &c->h;
     e->self = i;
     c->ends[i] = e;
@@ -949,6 +967,50 @@ static void test_added_member_learns_the_configuration(void **state)
     free(c);
 }
 
+/* rr_node_snapshot takes a snapshot on request, on that node only; a stopped node refuses. */
+static void test_snapshot_on_request(void **state)
+{
+    (void)state;
+    cluster *c = malloc(sizeof(*c));
+    cluster_start(c, 0); /* no periodic snapshots */
+    rr_node_id_t lead = wait_leader(c);
+    waiter w = {0};
+    for (uint32_t v = 1; v <= 20; v++) {
+        assert_int_equal(rr_node_propose(c->nodes[lead], &v, sizeof v, waiter_done, &w), 0);
+        assert_int_equal(wait_result(&w).status, RR_NODE_COMMITTED);
+    }
+    assert_int_equal(rr_node_snapshot(c->nodes[lead]), 0);
+    assert_int_equal(rr_node_snapshot(c->nodes[lead]), 0); /* coalesced with the first */
+    rr_node_stats st;
+    for (int t = 0; t < 500; t++) {
+        rr_node_stats_get(c->nodes[lead], &st);
+        if (st.snapshots > 0)
+            break;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(st.snapshots >= 1 && st.snapshots <= 2);
+    rr_snapshot snap;
+    memset(&snap, 0, sizeof(snap));
+    rr_storage s = mdisk_storage(c->disks[lead]);
+    pthread_mutex_lock(&c->disks[lead]->mu);
+    assert_int_equal(s.ops->snapshot(s.ctx, &snap), 0);
+    pthread_mutex_unlock(&c->disks[lead]->mu);
+    assert_true(snap.meta.index >= 20); /* the 20 values (and the leader's empty entry) */
+    assert_true(rr_id_set_contains(&snap.meta.conf_state.voters, lead));
+    rr_snapshot_clear(&snap);
+    for (uint32_t i = 1; i <= NODES; i++) {
+        if (i == lead)
+            continue;
+        rr_node_stats_get(c->nodes[i], &st);
+        assert_int_equal(st.snapshots, 0);
+    }
+    rr_node_stop(c->nodes[lead]);
+    assert_int_equal(rr_node_snapshot(c->nodes[lead]), -ESHUTDOWN);
+    cluster_stop(c);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -956,6 +1018,7 @@ int main(void)
         cmocka_unit_test(test_removing_the_leader_transfers_first),
         cmocka_unit_test(test_added_member_reaches_every_transport),
         cmocka_unit_test(test_added_member_learns_the_configuration),
+        cmocka_unit_test(test_snapshot_on_request),
         cmocka_unit_test(test_snapshots_and_restart_rebuild_the_same_state),
         cmocka_unit_test(test_leader_lost_mid_stream_then_restart),
     };

@@ -198,6 +198,26 @@ static void test_inproc_delivers_and_bounds(void **state)
     uint32_t n = rr_transport_reports(t[0], rep, 8);
     assert_int_equal(n, 1);
     assert_true(rep[0].peer == 3 && rep[0].kind == RR_TRANSPORT_UNREACHABLE);
+    /* A snapshot handed over is reported done to the sender's core, as TCP reports one
+     * streamed (without it the leader would wait in snapshot state for an append response). */
+    rr_message sm;
+    msg_make(&sm, 1, 2, 300, 0, 0, NULL);
+    sm.type = RR_MSG_SNAP;
+    sm.snapshot = calloc(1, sizeof(rr_snapshot));
+    sm.snapshot->meta.index = 77;
+    sm.snapshot->meta.term = 2;
+    rr_id_set_insert(&sm.snapshot->meta.conf_state.voters, 2);
+    test_buf *sdata = test_buf_new(100, 7);
+    sm.snapshot->data = sdata->data;
+    sm.snapshot->data_len = 100;
+    sm.snapshot->buf = &sdata->hdr; /* the message's reference */
+    assert_int_equal(rr_transport_send(t[0], &sm), 0);
+    rr_transport_flush(t[0]);
+    n = rr_transport_reports(t[0], rep, 8);
+    assert_int_equal(n, 1);
+    assert_true(rep[0].peer == 2 && rep[0].kind == RR_TRANSPORT_SNAPSHOT_DONE);
+    rx_poll(t[1], &rx[1], 0);
+    assert_int_equal(rx[1].snap_bytes, 100); /* and it arrived */
     /* Local and unknown-peer messages are refused. */
     rr_message m;
     msg_make(&m, 1, 9, 1, 0, 0, pay);

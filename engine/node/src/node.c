@@ -121,8 +121,9 @@ struct rr_node {
     pthread_t raft_thread;
     pthread_t apply_thread;
     bool started;
-    uint32_t stopping; /* atomic: set by rr_node_stop */
-    uint32_t closed;   /* atomic: new requests refused */
+    uint32_t stopping;       /* atomic: set by rr_node_stop */
+    uint32_t snapshot_asked; /* atomic: rr_node_snapshot, taken by the apply thread */
+    uint32_t closed;         /* atomic: new requests refused */
 
     /* raft thread only */
     req_list proposed;    /* accepted proposals and conf changes, by index */
@@ -1054,6 +1055,9 @@ static void *apply_main(void *arg)
     rr_node *n = arg;
     for (;;) {
         void *p;
+        if (__atomic_exchange_n(&n->snapshot_asked, 0, __ATOMIC_ACQ_REL) &&
+            __atomic_load_n(&n->applied_index, __ATOMIC_RELAXED) > 0)
+            maybe_snapshot(n, true); /* between two batches: a consistent state */
         if (rr_ring_pop_spsc(&n->apply_ring, &p)) {
             apply_item *it = p;
             if (it->kind == ITEM_RESTORE) {
@@ -1078,6 +1082,7 @@ static void *apply_main(void *arg)
             break;
         rr_wake_prepare(&n->apply_wake);
         if (rr_ring_size(&n->apply_ring) > 0 ||
+            __atomic_load_n(&n->snapshot_asked, __ATOMIC_ACQUIRE) ||
             __atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) == 2) {
             rr_wake_done(&n->apply_wake);
             continue;
@@ -1338,6 +1343,18 @@ void rr_node_free(rr_node *n)
     pthread_mutex_destroy(&n->hist_mu);
     pthread_mutex_destroy(&n->conf_mu);
     free(n);
+}
+
+int rr_node_snapshot(rr_node *n)
+{
+    if (n->cb.snapshot_save == NULL || n->cfg.disk->save_snapshot == NULL)
+        return -ENOTSUP;
+    if (__atomic_load_n(&n->closed, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE))
+        return -ESHUTDOWN;
+    __atomic_store_n(&n->snapshot_asked, 1, __ATOMIC_RELEASE);
+    rr_wake_signal(&n->apply_wake);
+    return 0;
 }
 
 void rr_node_conf_get(rr_node *n, rr_conf_state *out)

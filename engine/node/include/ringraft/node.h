@@ -203,6 +203,12 @@ int rr_node_add(rr_node *n, rr_node_id_t id, bool learner, const void *context,
                 uint32_t context_len, rr_node_done_fn done, void *ctx);
 int rr_node_remove(rr_node *n, rr_node_id_t id, rr_node_done_fn done, void *ctx);
 int rr_node_transfer_leader(rr_node *n, rr_node_id_t to);
+/* Asks for a snapshot now (besides snapshot_every_entries): the apply thread saves the state
+ * machine between two applied batches (snapshot_save), the raft thread persists it and
+ * compacts the log behind it, keeping snapshot_keep_entries; stats' snapshots counts it
+ * once persisted. Several calls before it runs make one snapshot. Returns 0, -ENOTSUP
+ * (no snapshot_save callback or disk save_snapshot) or -ESHUTDOWN. Any thread. */
+int rr_node_snapshot(rr_node *n);
 
 /* Where a proposal's time goes, stage by stage (leader-local proposals). */
 typedef enum rr_node_stage {
