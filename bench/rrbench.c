@@ -9,12 +9,13 @@
  *
  *   rrbench [--nodes 3] [--size 128] [--clients 64] [--window 128] [--duration 10]
  *           [--warmup 2] [--dir ./rrbench-data] [--no-fsync] [--transport tcp|inproc]
- *           [--tick-ms 100] [--wal-sync uring|dsync|syscall|direct] [--json]
+ *           [--tick-ms 100] [--wal-sync uring|dsync|syscall|direct] [--json] [--rate N]
  *           [--procs [--verify] [--kill-leader-at S [--restart-after S]]]
  *           [--procs --verify-only --dir DIR]
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,12 +39,17 @@ typedef struct bench {
     uint64_t failed;                 /* atomic: any other outcome */
     uint64_t applied[NODES_MAX + 1]; /* entries applied per node (apply threads) */
     rr_hist lat;                     /* leader's apply thread only */
+    /* --rate: free slots (the pacer takes, completions give back) and sends missed. */
+    pthread_mutex_t free_mu;
+    struct slot **free;
+    uint32_t n_free;
+    uint64_t missed; /* atomic, in the measured window */
     uint8_t payload[PAYLOAD_MAX];
 } bench;
 
 typedef struct slot {
     bench *b;
-    uint64_t start_ns;
+    uint64_t start_ns; /* closed loop: when proposed; open loop: when it was due */
 } slot;
 
 uint64_t rrbench_now_ns(void)
@@ -119,6 +125,7 @@ static void parse(int argc, char **argv, opts *o)
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {"wal-sync", required_argument, NULL, 'S'},
+        {"rate", required_argument, NULL, 'r'},
         {"procs", no_argument, NULL, 'P'},
         {"verify", no_argument, NULL, 'V'},
         {"verify-only", no_argument, NULL, 'v'},
@@ -180,6 +187,15 @@ static void parse(int argc, char **argv, opts *o)
             else
                 usage();
             break;
+        case 'r': {
+            char *end;
+            o->rate = strtod(optarg, &end);
+            if (*optarg == '\0' || *end != '\0' || !(o->rate >= 1) || o->rate > 1e8) {
+                fprintf(stderr, "rrbench: --rate must be proposals per second in [1, 1e8]\n");
+                exit(2);
+            }
+            break;
+        }
         case 'P':
             o->procs = true;
             break;
@@ -220,6 +236,10 @@ static void parse(int argc, char **argv, opts *o)
         fprintf(stderr, "rrbench: --verify, --verify-only and --kill-leader-at go with --procs\n");
         exit(2);
     }
+    if (o->procs && o->rate > 0) {
+        fprintf(stderr, "rrbench: --rate runs in the threads mode only (not with --procs)\n");
+        exit(2);
+    }
     if (o->procs && (o->inproc || o->no_fsync)) {
         fprintf(stderr, "rrbench: --procs runs TCP between processes with durable WALs\n");
         exit(2);
@@ -256,6 +276,12 @@ static void on_done(void *ctx, const rr_node_result *res)
     }
     if (res->status == RR_NODE_NOT_LEADER && res->leader_hint != RR_NODE_ID_NONE)
         __atomic_store_n(&b->leader, res->leader_hint, __ATOMIC_RELAXED);
+    if (b->o.rate > 0) { /* open loop: the pacer proposes; the slot is free again */
+        pthread_mutex_lock(&b->free_mu);
+        b->free[b->n_free++] = s;
+        pthread_mutex_unlock(&b->free_mu);
+        return;
+    }
     if (!__atomic_load_n(&b->stopping, __ATOMIC_RELAXED))
         propose_slot(s);
 }
@@ -264,12 +290,46 @@ static void propose_slot(slot *s)
 {
     bench *b = s->b;
     rr_node_id_t lead = __atomic_load_n(&b->leader, __ATOMIC_RELAXED);
-    s->start_ns = rrbench_now_ns();
+    if (b->o.rate == 0)
+        s->start_ns = rrbench_now_ns();
     int rc = rr_node_propose(b->nodes[lead], b->payload, b->o.size_bytes, on_done, s);
     if (rc != 0 && rc != -ESHUTDOWN) {
         fprintf(stderr, "rrbench: propose: %s\n", strerror(-rc));
         exit(1);
     }
+}
+
+/* --rate: proposals go out on a fixed schedule whatever the completions do, and latency
+ * counts from when each was due, not from when it went out, so a stall shows as latency
+ * for everything scheduled behind it (no coordinated omission). The pacer wakes every
+ * 100 us at most and sends all that are due. A send due while every slot is in flight is
+ * missed (counted): the cluster is slower than the offered rate. */
+static void *pacer_main(void *arg)
+{
+    bench *b = arg;
+    uint64_t interval_ns = (uint64_t)(1e9 / b->o.rate);
+    if (interval_ns == 0)
+        interval_ns = 1;
+    uint64_t due = rrbench_now_ns();
+    while (!__atomic_load_n(&b->stopping, __ATOMIC_RELAXED)) {
+        uint64_t now = rrbench_now_ns();
+        for (; due <= now; due += interval_ns) {
+            pthread_mutex_lock(&b->free_mu);
+            slot *s = b->n_free > 0 ? b->free[--b->n_free] : NULL;
+            pthread_mutex_unlock(&b->free_mu);
+            if (s == NULL) {
+                if (__atomic_load_n(&b->measuring, __ATOMIC_RELAXED))
+                    __atomic_fetch_add(&b->missed, 1, __ATOMIC_RELAXED);
+                continue;
+            }
+            s->start_ns = due;
+            propose_slot(s);
+        }
+        uint64_t wait = due - now < 100000 ? due - now : 100000;
+        struct timespec ts = {0, (long)wait};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
 }
 
 typedef struct sm_ctx {
@@ -457,11 +517,12 @@ void rrbench_report(const opts *o, const rrbench_result *r)
                ",\"failed\":%" PRIu64 ",\"latency_ns\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
                ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "},"
                "\"leader_disk_appends_per_s\":%.0f,\"leader_entries_per_append\":%.1f,"
-               "\"leader_readies_per_s\":%.0f,\"cpu_cores\":%.2f,",
+               "\"leader_readies_per_s\":%.0f,\"cpu_cores\":%.2f,\"rate_per_s\":%.0f,"
+               "\"missed\":%" PRIu64 ",",
                o->nodes, o->size_bytes, o->clients, o->window, mode, o->inproc ? "inproc" : "tcp",
                o->no_fsync ? "false" : "true", secs, eps, mbps, r->committed, r->failed, q[0], q[1],
                q[2], q[3], q[4], appends / secs, appends > 0 ? applied / appends : 0,
-               readies / secs, r->cpu_s / secs);
+               readies / secs, r->cpu_s / secs, o->rate, r->missed);
         if (r->per_node_cpu) {
             printf("\"cpu_cores_per_node\":[");
             for (uint32_t id = 1; id <= o->nodes; id++)
@@ -482,7 +543,11 @@ void rrbench_report(const opts *o, const rrbench_result *r)
            o->no_fsync ? "NO fsync (in-memory WAL)" : "durable WAL", secs);
     printf("  throughput   %.0f entries/s, %.2f MB/s (%" PRIu64 " committed, %" PRIu64 " failed)\n",
            eps, mbps, r->committed, r->failed);
-    printf("  commit latency (propose -> applied on the leader)\n");
+    if (o->rate > 0)
+        printf("  open loop    %.0f proposals/s offered; %" PRIu64 " sends missed (all %u slots in "
+               "flight)\n",
+               o->rate, r->missed, o->clients * o->window);
+    printf("  commit latency (%s -> applied on the leader)\n", o->rate > 0 ? "due" : "propose");
     printf("    p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n",
            (double)q[0] / 1e6, (double)q[1] / 1e6, (double)q[2] / 1e6, (double)q[3] / 1e6,
            (double)q[4] / 1e6);
@@ -522,10 +587,18 @@ int main(int argc, char **argv)
 
     uint32_t n_slots = b->o.clients * b->o.window;
     slot *slots = calloc(n_slots, sizeof(*slots));
+    pthread_t pacer;
+    pthread_mutex_init(&b->free_mu, NULL);
+    b->free = calloc(n_slots, sizeof(*b->free));
     for (uint32_t i = 0; i < n_slots; i++) {
         slots[i].b = b;
-        propose_slot(&slots[i]);
+        if (b->o.rate > 0)
+            b->free[b->n_free++] = &slots[i];
+        else
+            propose_slot(&slots[i]);
     }
+    if (b->o.rate > 0 && pthread_create(&pacer, NULL, pacer_main, b) != 0)
+        rrbench_die("pacer thread", -EAGAIN);
     sleep_s(b->o.warmup_s);
 
     rr_node_stats st0[NODES_MAX + 1], st1[NODES_MAX + 1];
@@ -544,9 +617,12 @@ int main(int argc, char **argv)
         rr_node_stats_get(b->nodes[id], &st1[id]);
 
     __atomic_store_n(&b->stopping, 1, __ATOMIC_RELAXED);
+    if (b->o.rate > 0)
+        pthread_join(pacer, NULL); /* no proposal may race with rr_node_stop */
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++)
         rr_node_stop(b->nodes[id]);
     rrbench_result *r = calloc(1, sizeof(*r));
+    r->missed = b->missed;
     r->secs = (double)(t1 - t0) / 1e9;
     r->cpu_s = cpu1 - cpu0;
     r->committed = b->committed;
@@ -561,6 +637,8 @@ int main(int argc, char **argv)
     if (b->hub != NULL)
         rr_transport_hub_free(b->hub);
     free(slots);
+    free(b->free);
+    pthread_mutex_destroy(&b->free_mu);
     free(b);
     return 0;
 }

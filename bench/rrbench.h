@@ -32,6 +32,7 @@ typedef struct opts {
     uint32_t tick_ms;
     int wal_sync; /* -1: the WAL's default; else rr_wal_sync_mode */
     bool json;
+    double rate; /* --rate: open loop at this many proposals/s (0: closed loop) */
     /* --procs: one process per node. */
     bool procs;
     bool verify;           /* record acknowledged and applied entries; check them at the end */
@@ -51,7 +52,8 @@ typedef struct rrbench_result {
     bool per_node_cpu;
     double cpu_node_s[NODES_MAX + 1]; /* per node, when per_node_cpu */
     uint64_t committed, failed;
-    rr_hist lat;                    /* commit latency, propose -> callback */
+    uint64_t missed; /* --rate: sends due while --clients x --window were in flight */
+    rr_hist lat;     /* commit latency, propose -> callback */
     rr_node_stats leader0, leader1; /* the leader's counters at the window's start and end */
 } rrbench_result;
 
