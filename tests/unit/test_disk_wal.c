@@ -82,6 +82,7 @@ static void test_commit_only_hard_state_rides_with_the_next_write(void **state)
     int64_t s3 = append(&f, 4, 5, 2, NULL);
     assert_true(s3 > s1 + 2); /* two entries and the hard state */
     wait_durable(&f, s3);
+    assert_true(f.ops->syncs(f.ctx) >= 2); /* what the node reports as disk_syncs */
     f.ops->close(f.ctx);
     open_disk(&f);
     rr_hard_state got = stored_hard_state(&f);

@@ -990,6 +990,8 @@ static void test_snapshot_on_request(void **state)
         nanosleep(&ts, NULL);
     }
     assert_true(st.snapshots >= 1 && st.snapshots <= 2);
+    assert_int_equal(st.bytes_proposed, 20 * sizeof(uint32_t));
+    assert_int_equal(st.disk_syncs, 0); /* the test disk does not count them */
     rr_snapshot snap;
     memset(&snap, 0, sizeof(snap));
     rr_storage s = mdisk_storage(c->disks[lead]);

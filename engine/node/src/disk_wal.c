@@ -47,6 +47,7 @@ typedef struct disk_wal {
     bool have_written;
     rr_hard_state pending; /* a newer commit index not queued yet */
     bool have_pending;
+    uint64_t syncs; /* atomic: the WAL's completed batches, as last polled */
 } disk_wal;
 
 /* A full queue means the io thread is behind: wait for it rather than fail. */
@@ -152,6 +153,7 @@ static int64_t dw_durable(void *ctx)
         d->err = rc;
         return rc;
     }
+    __atomic_store_n(&d->syncs, dur.batches, __ATOMIC_RELAXED);
     return (int64_t)dur.seq;
 }
 
@@ -192,6 +194,11 @@ static void dw_close(void *ctx)
     free(d);
 }
 
+static uint64_t dw_syncs(void *ctx)
+{
+    return __atomic_load_n(&((disk_wal *)ctx)->syncs, __ATOMIC_RELAXED);
+}
+
 static const rr_node_disk_ops disk_wal_ops = {
     .append = dw_append,
     .durable = dw_durable,
@@ -199,6 +206,7 @@ static const rr_node_disk_ops disk_wal_ops = {
     .storage = dw_storage,
     .save_snapshot = dw_save_snapshot,
     .close = dw_close,
+    .syncs = dw_syncs,
 };
 
 int rr_node_disk_wal(rr_wal *wal, const rr_node_disk_ops **ops, void **ctx)

@@ -88,6 +88,16 @@ static void nt_close(void *ctx)
     rr_transport_free(ctx);
 }
 
+static void nt_counters(void *ctx, rr_node_net_counters *out)
+{
+    rr_transport_stats st;
+    rr_transport_stats_get(ctx, &st);
+    *out = (rr_node_net_counters){.bytes_sent = st.bytes_sent,
+                                  .frames_sent = st.frames_sent,
+                                  .frames_zero_copy = st.frames_zc,
+                                  .msgs_dropped = st.msgs_dropped_send + st.msgs_dropped_recv};
+}
+
 static const rr_node_net_ops net_transport_ops = {
     .send = nt_send,
     .flush = nt_flush,
@@ -97,6 +107,7 @@ static const rr_node_net_ops net_transport_ops = {
     .remove_peer = nt_remove_peer,
     .wait_fd = nt_fd,
     .close = nt_close,
+    .counters = nt_counters,
 };
 
 const rr_node_net_ops *rr_node_net_transport(void)

@@ -142,6 +142,7 @@ struct rr_node {
 
     /* statistics (relaxed atomics: several writers, racy readers) */
     uint64_t n_proposals, n_applied, n_readies, n_disk_appends, n_sent, n_received;
+    uint64_t n_bytes_proposed;
     uint64_t batch_max;
     rr_index_t applied_index;
     /* apply thread: entries applied since the last snapshot */
@@ -276,6 +277,7 @@ int rr_node_propose(rr_node *n, const void *data, uint32_t len, rr_node_done_fn 
     r->data = r->payload;
     r->len = len;
     stat_add(&n->n_proposals, 1);
+    stat_add(&n->n_bytes_proposed, len);
     DTRACE_PROBE2(ringraft, propose, n->id, len);
     return submit(n, r);
 }
@@ -293,6 +295,7 @@ int rr_node_propose_buf(rr_node *n, const uint8_t *data, uint32_t len, rr_buf *b
     r->data = data;
     r->len = len;
     stat_add(&n->n_proposals, 1);
+    stat_add(&n->n_bytes_proposed, len);
     return submit(n, r);
 }
 
@@ -1378,6 +1381,11 @@ void rr_node_stats_get(rr_node *n, rr_node_stats *out)
     out->disk_appends = __atomic_load_n(&n->n_disk_appends, __ATOMIC_RELAXED);
     out->messages_sent = __atomic_load_n(&n->n_sent, __ATOMIC_RELAXED);
     out->messages_received = __atomic_load_n(&n->n_received, __ATOMIC_RELAXED);
+    out->bytes_proposed = __atomic_load_n(&n->n_bytes_proposed, __ATOMIC_RELAXED);
+    if (n->cfg.disk->syncs != NULL)
+        out->disk_syncs = n->cfg.disk->syncs(n->cfg.disk_ctx);
+    if (n->cfg.net->counters != NULL)
+        n->cfg.net->counters(n->cfg.net_ctx, &out->net);
     out->batch_entries_max = __atomic_load_n(&n->batch_max, __ATOMIC_RELAXED);
     out->snapshots = __atomic_load_n(&n->n_snapshots, __ATOMIC_RELAXED);
     pthread_mutex_lock(&n->hist_mu);

@@ -96,6 +96,8 @@ typedef struct rr_node_disk_ops {
      * compact_index. Optional (NULL: snapshots are not taken). Returns 0 or -errno. */
     int (*save_snapshot)(void *ctx, const rr_snapshot *snap, rr_index_t compact_index);
     void (*close)(void *ctx);
+    /* Optional (NULL: reported as 0): durable writes (syncs) completed so far. Any thread. */
+    uint64_t (*syncs)(void *ctx);
 } rr_node_disk_ops;
 
 /* What the network tells the core about a peer. */
@@ -109,6 +111,14 @@ typedef struct rr_node_net_report {
     rr_node_id_t peer;
     uint8_t kind; /* rr_node_net_report_kind */
 } rr_node_net_report;
+
+/* What the network has done so far (rr_node_stats). */
+typedef struct rr_node_net_counters {
+    uint64_t bytes_sent;
+    uint64_t frames_sent;
+    uint64_t frames_zero_copy; /* of which sent with SEND_ZC */
+    uint64_t msgs_dropped;     /* send queue full, peer gone, receive ring full */
+} rr_node_net_counters;
 
 /* The node's view of the network (net/). All calls from the raft thread. */
 typedef struct rr_node_net_ops {
@@ -130,6 +140,8 @@ typedef struct rr_node_net_ops {
      * clears it. */
     int (*wait_fd)(void *ctx);
     void (*close)(void *ctx);
+    /* Optional (NULL: zeros): counters so far. Any thread. */
+    void (*counters)(void *ctx, rr_node_net_counters *out);
 } rr_node_net_ops;
 
 /* The seams over ringraft's own io/ and net/ (the usual choice). */
@@ -239,7 +251,10 @@ typedef struct rr_node_stats {
     uint64_t messages_sent;
     uint64_t messages_received;
     uint64_t batch_entries_max;
-    uint64_t snapshots; /* taken and persisted by this node */
+    uint64_t snapshots;       /* taken and persisted by this node */
+    uint64_t bytes_proposed;  /* payload bytes accepted by rr_node_propose(_buf) */
+    uint64_t disk_syncs;      /* durable writes completed (0 when the disk does not say) */
+    rr_node_net_counters net; /* zeros when the network does not say */
     /* Since start or the last rr_node_stats_reset: */
     rr_node_latency stage[RR_NODE_STAGE_COUNT];
     double propose_batch_mean; /* proposals per MsgProp */
