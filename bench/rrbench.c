@@ -487,9 +487,9 @@ double rrbench_cpu_s(void)
 static void print_stages(const rr_node_stats *st)
 {
     static const char *const names[RR_NODE_STAGE_COUNT] = {
-        "queue  (propose -> raft thread)", "commit (raft thread -> committed)",
-        "apply  (committed -> callback)", "total  (propose -> callback)",
-        "disk   (append -> durable, per append)"};
+        "queue  (propose -> raft thread)",        "commit (raft thread -> committed)",
+        "apply  (committed -> callback)",         "total  (propose -> callback)",
+        "disk   (append -> durable, per append)", "ack    (MsgApp sent -> follower's ack)"};
     printf("  per-stage latency on the leader (ms): p50 / p90 / p99 / max, mean\n");
     for (int i = 0; i < RR_NODE_STAGE_COUNT; i++) {
         const rr_node_latency *l = &st->stage[i];
@@ -540,11 +540,11 @@ void rrbench_report(const opts *o, const rrbench_result *r)
             printf("],");
         }
         printf("\"stage_p50_ns\":{\"queue\":%" PRIu64 ",\"commit\":%" PRIu64 ",\"apply\":%" PRIu64
-               ",\"disk\":%" PRIu64 "},"
+               ",\"disk\":%" PRIu64 ",\"ack\":%" PRIu64 "},"
                "\"propose_batch_mean\":%.1f,\"disk_batch_mean\":%.1f}\n",
                l1->stage[RR_NODE_STAGE_QUEUE].p50_ns, l1->stage[RR_NODE_STAGE_COMMIT].p50_ns,
                l1->stage[RR_NODE_STAGE_APPLY].p50_ns, l1->stage[RR_NODE_STAGE_DISK].p50_ns,
-               l1->propose_batch_mean, l1->disk_batch_mean);
+               l1->stage[RR_NODE_STAGE_ACK].p50_ns, l1->propose_batch_mean, l1->disk_batch_mean);
         return;
     }
     printf("rrbench: %u nodes (%s), %u B entries, %u clients x %u outstanding, %s, %s, %.1f s\n",

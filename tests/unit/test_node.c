@@ -707,6 +707,8 @@ static void test_three_nodes_commit_in_order_everywhere(void **state)
     rr_node_stats_get(c->nodes[lead], &st);
     assert_true(st.batch_entries_max > 1); /* proposals were batched */
     assert_true(st.commit_p50_ns > 0);
+    assert_true(st.stage[RR_NODE_STAGE_ACK].count > 0); /* followers' acks were timed */
+    assert_true(st.stage[RR_NODE_STAGE_ACK].p50_ns > 0);
 
     /* A follower refuses proposals with a hint; a read barrier on the leader completes. */
     rr_node_id_t follower = lead % NODES + 1;

@@ -32,6 +32,7 @@
 #include "ringraft/assert.h"
 #include "ringraft/errors.h"
 
+#define ACK_WAIT_MAX        64 /* MsgApps timed per follower; older ones are forgotten */
 #define APPLY_RING_CAPACITY 4096u
 #define RECV_BATCH          256u
 #define READY_LOOPS_MAX     64 /* Readys per turn before looking at inputs again */
@@ -163,6 +164,15 @@ struct rr_node {
      * per batch. */
     pthread_mutex_t hist_mu;
     rr_hist stage_ns[RR_NODE_STAGE_COUNT];
+    /* Raft thread: MsgApps in flight per follower, for RR_NODE_STAGE_ACK. */
+    struct ack_wait {
+        rr_node_id_t peer; /* 0: free */
+        uint32_t head, n;
+        struct {
+            rr_index_t last;
+            uint64_t sent_ns;
+        } q[ACK_WAIT_MAX];
+    } acks[RR_NODES_MAX];
     rr_hist propose_batch; /* proposals per MsgProp */
     rr_hist disk_batch;    /* entries per disk append */
 };
@@ -529,6 +539,53 @@ static bool drain_proposals(rr_node *n)
     return any;
 }
 
+static struct ack_wait *ack_slot(rr_node *n, rr_node_id_t peer, bool make)
+{
+    struct ack_wait *free_slot = NULL;
+    for (uint32_t i = 0; i < RR_NODES_MAX; i++) {
+        if (n->acks[i].peer == peer)
+            return &n->acks[i];
+        if (n->acks[i].peer == RR_NODE_ID_NONE && free_slot == NULL)
+            free_slot = &n->acks[i];
+    }
+    if (make && free_slot != NULL) {
+        free_slot->peer = peer;
+        free_slot->head = free_slot->n = 0;
+    }
+    return make ? free_slot : NULL;
+}
+
+/* A MsgApp with entries leaves for m->to: start its clock. */
+static void ack_sent(rr_node *n, const rr_message *m, uint64_t now)
+{
+    struct ack_wait *a = ack_slot(n, m->to, true);
+    if (a == NULL)
+        return;
+    if (a->n == ACK_WAIT_MAX) { /* forget the oldest */
+        a->head = (a->head + 1) % ACK_WAIT_MAX;
+        a->n--;
+    }
+    uint32_t k = (a->head + a->n) % ACK_WAIT_MAX;
+    a->q[k].last = m->entries[m->n_entries - 1].index;
+    a->q[k].sent_ns = now;
+    a->n++;
+}
+
+/* An accepting MsgAppResp: every MsgApp it covers is acknowledged. */
+static void ack_received(rr_node *n, const rr_message *m, uint64_t now)
+{
+    struct ack_wait *a = ack_slot(n, m->from, false);
+    if (a == NULL || a->n == 0)
+        return;
+    pthread_mutex_lock(&n->hist_mu);
+    while (a->n > 0 && a->q[a->head].last <= m->index) {
+        rr_hist_record(&n->stage_ns[RR_NODE_STAGE_ACK], now - a->q[a->head].sent_ns);
+        a->head = (a->head + 1) % ACK_WAIT_MAX;
+        a->n--;
+    }
+    pthread_mutex_unlock(&n->hist_mu);
+}
+
 static bool drain_net(rr_node *n)
 {
     rr_message msgs[RECV_BATCH];
@@ -537,7 +594,10 @@ static bool drain_net(rr_node *n)
     while ((got = n->cfg.net->recv(n->cfg.net_ctx, msgs, RECV_BATCH)) > 0) {
         any = true;
         stat_add(&n->n_received, got);
+        uint64_t now = now_ns();
         for (uint32_t i = 0; i < got; i++) {
+            if (msgs[i].type == RR_MSG_APP_RESP && !msgs[i].reject)
+                ack_received(n, &msgs[i], now);
             (void)rr_rawnode_step(n->rn, &msgs[i]); /* strays are refused by the core */
             rr_message_free(&msgs[i]);
         }
@@ -857,6 +917,8 @@ static void handle_ready(rr_node *n)
             hand_to_apply(n, m);
         } else {
             DTRACE_PROBE4(ringraft, send, n->id, m->to, m->type, m->n_entries);
+            if (m->type == RR_MSG_APP && m->n_entries > 0)
+                ack_sent(n, m, now_ns());
             n->cfg.net->send(n->cfg.net_ctx, m); /* takes the message */
             memset(m, 0, sizeof(*m));
             stat_add(&n->n_sent, 1);

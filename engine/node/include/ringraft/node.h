@@ -229,7 +229,9 @@ typedef enum rr_node_stage {
     RR_NODE_STAGE_APPLY = 2,  /* committed -> applied, callback run */
     RR_NODE_STAGE_TOTAL = 3,  /* rr_node_propose -> callback run */
     RR_NODE_STAGE_DISK = 4,   /* one disk append -> durable (write + fsync), per append */
-    RR_NODE_STAGE_COUNT = 5,
+    RR_NODE_STAGE_ACK = 5,    /* a MsgApp with entries sent -> that follower's ack of them
+                                 (network both ways + the follower's durable write) */
+    RR_NODE_STAGE_COUNT = 6,
 } rr_node_stage;
 
 typedef struct rr_node_latency {
