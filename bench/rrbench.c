@@ -27,6 +27,9 @@
 
 #include "rrbench.h"
 #include "ringraft/transport.h"
+#include "cli.h"
+
+#define PROG "rrbench"
 
 typedef struct bench {
     opts o;
@@ -80,28 +83,6 @@ static void usage(void)
     exit(2);
 }
 
-static uint32_t parse_u32(const char *s, uint32_t lo, uint32_t hi, const char *what)
-{
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "rrbench: %s must be an integer in [%u, %u], not '%s'\n", what, lo, hi, s);
-        exit(2);
-    }
-    return (uint32_t)v;
-}
-
-static double parse_seconds(const char *s, const char *what)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (*s == '\0' || *end != '\0' || !(v > 0) || v > 3600) {
-        fprintf(stderr, "rrbench: %s must be seconds in (0, 3600], not '%s'\n", what, s);
-        exit(2);
-    }
-    return v;
-}
-
 static void parse(int argc, char **argv, opts *o)
 {
     *o = (opts){.nodes = 3,
@@ -144,22 +125,22 @@ static void parse(int argc, char **argv, opts *o)
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 'n':
-            o->nodes = parse_u32(optarg, 1, NODES_MAX, "--nodes");
+            o->nodes = cli_parse_u32(PROG, optarg, 1, NODES_MAX, "--nodes");
             break;
         case 's':
-            o->size_bytes = parse_u32(optarg, 1, PAYLOAD_MAX, "--size");
+            o->size_bytes = cli_parse_u32(PROG, optarg, 1, PAYLOAD_MAX, "--size");
             break;
         case 'c':
-            o->clients = parse_u32(optarg, 1, 4096, "--clients");
+            o->clients = cli_parse_u32(PROG, optarg, 1, 4096, "--clients");
             break;
         case 'w':
-            o->window = parse_u32(optarg, 1, 4096, "--window");
+            o->window = cli_parse_u32(PROG, optarg, 1, 4096, "--window");
             break;
         case 'd':
-            o->duration_s = parse_seconds(optarg, "--duration");
+            o->duration_s = cli_parse_seconds(PROG, optarg, "--duration");
             break;
         case 'W':
-            o->warmup_s = parse_seconds(optarg, "--warmup");
+            o->warmup_s = cli_parse_seconds(PROG, optarg, "--warmup");
             break;
         case 'D':
             o->dir = optarg;
@@ -173,7 +154,7 @@ static void parse(int argc, char **argv, opts *o)
             o->inproc = strcmp(optarg, "inproc") == 0;
             break;
         case 'T':
-            o->tick_ms = parse_u32(optarg, 1, 10000, "--tick-ms");
+            o->tick_ms = cli_parse_u32(PROG, optarg, 1, 10000, "--tick-ms");
             break;
         case 'j':
             o->json = true;
@@ -209,26 +190,20 @@ static void parse(int argc, char **argv, opts *o)
             o->verify_only = true;
             break;
         case 'K':
-            o->kill_leader_at = parse_seconds(optarg, "--kill-leader-at");
+            o->kill_leader_at = cli_parse_seconds(PROG, optarg, "--kill-leader-at");
             break;
         case 'R':
-            o->restart_after = parse_seconds(optarg, "--restart-after");
+            o->restart_after = cli_parse_seconds(PROG, optarg, "--restart-after");
             break;
         case 'I':
-            o->node_id = parse_u32(optarg, 1, NODES_MAX, "--node-id");
+            o->node_id = cli_parse_u32(PROG, optarg, 1, NODES_MAX, "--node-id");
             break;
         case 'N':
-            o->incarnation = parse_u32(optarg, 0, 255, "--incarnation");
+            o->incarnation = cli_parse_u32(PROG, optarg, 0, 255, "--incarnation");
             break;
-        case 'p': {
-            char *save = NULL, *list = strdup(optarg);
-            uint32_t k = 1;
-            for (char *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save))
-                if (k <= NODES_MAX)
-                    o->ports[k++] = (uint16_t)parse_u32(t, 1, 65535, "--ports");
-            free(list);
+        case 'p':
+            cli_parse_ports(PROG, optarg, o->ports, NODES_MAX);
             break;
-        }
         default:
             usage();
         }

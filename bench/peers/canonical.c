@@ -53,6 +53,9 @@
 #include <uv.h>
 
 #include "histogram.h"
+#include "../cli.h"
+
+#define PROG "raftbench-canonical"
 
 #define NODES_MAX       7
 #define BATCH_MAX       1024
@@ -102,42 +105,6 @@ static void usage(void)
     exit(2);
 }
 
-static uint32_t parse_u32(const char *s, uint32_t lo, uint32_t hi, const char *what)
-{
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "raftbench-canonical: %s must be an integer in [%u, %u], not '%s'\n", what,
-                lo, hi, s);
-        exit(2);
-    }
-    return (uint32_t)v;
-}
-
-static double parse_seconds(const char *s, const char *what)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (*s == '\0' || *end != '\0' || v <= 0 || v > 3600) {
-        fprintf(stderr, "raftbench-canonical: %s must be seconds in (0, 3600], not '%s'\n", what,
-                s);
-        exit(2);
-    }
-    return v;
-}
-
-static void parse_ports(const char *s, opts *o)
-{
-    char *copy = strdup(s), *save = NULL;
-    uint32_t id = 1;
-    for (char *t = strtok_r(copy, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
-        if (id > NODES_MAX)
-            usage();
-        o->ports[id++] = (uint16_t)parse_u32(t, 1, 65535, "--ports");
-    }
-    free(copy);
-}
-
 static void parse(int argc, char **argv, opts *o)
 {
     *o = (opts){.nodes = 3,
@@ -170,43 +137,45 @@ static void parse(int argc, char **argv, opts *o)
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
         case 'n':
-            o->nodes = parse_u32(optarg, 1, NODES_MAX, "--nodes");
+            o->nodes = cli_parse_u32(PROG, optarg, 1, NODES_MAX, "--nodes");
             break;
         case 's':
-            o->size_bytes = parse_u32(optarg, 1, PAYLOAD_MAX, "--size");
+            o->size_bytes = cli_parse_u32(PROG, optarg, 1, PAYLOAD_MAX, "--size");
             break;
         case 'c':
-            o->clients = parse_u32(optarg, 1, 4096, "--clients");
+            o->clients = cli_parse_u32(PROG, optarg, 1, 4096, "--clients");
             break;
         case 'w':
-            o->window = parse_u32(optarg, 1, 4096, "--window");
+            o->window = cli_parse_u32(PROG, optarg, 1, 4096, "--window");
             break;
         case 'b':
-            o->batch = parse_u32(optarg, 1, BATCH_MAX, "--batch");
+            o->batch = cli_parse_u32(PROG, optarg, 1, BATCH_MAX, "--batch");
             break;
         case 'd':
-            o->duration_s = parse_seconds(optarg, "--duration");
+            o->duration_s = cli_parse_seconds(PROG, optarg, "--duration");
             break;
         case 'W':
-            o->warmup_s = parse_seconds(optarg, "--warmup");
+            o->warmup_s = cli_parse_seconds(PROG, optarg, "--warmup");
             break;
         case 'D':
             o->dir = optarg;
             break;
         case 'S':
-            o->snapshot_threshold = parse_u32(optarg, 16, 1u << 30, "--snapshot-threshold");
+            o->snapshot_threshold =
+                cli_parse_u32(PROG, optarg, 16, 1u << 30, "--snapshot-threshold");
             break;
         case 'E':
-            o->election_timeout_ms = parse_u32(optarg, 100, 60000, "--election-timeout-ms");
+            o->election_timeout_ms =
+                cli_parse_u32(PROG, optarg, 100, 60000, "--election-timeout-ms");
             break;
         case 'j':
             o->json = true;
             break;
         case 'I':
-            o->node_id = parse_u32(optarg, 1, NODES_MAX, "--node-id");
+            o->node_id = cli_parse_u32(PROG, optarg, 1, NODES_MAX, "--node-id");
             break;
         case 'P':
-            parse_ports(optarg, o);
+            cli_parse_ports(PROG, optarg, o->ports, NODES_MAX);
             break;
         default:
             usage();
