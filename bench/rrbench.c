@@ -371,6 +371,26 @@ void rrbench_fresh_dir(const opts *o)
     }
 }
 
+rr_node *rrbench_node_new(const opts *o, rr_node_id_t id, rr_transport *t,
+                          const rr_node_callbacks *cb)
+{
+    rr_node_config cfg;
+    rr_node_config_init(&cfg, id);
+    cfg.n_voters = o->nodes;
+    for (uint32_t k = 0; k < o->nodes; k++)
+        cfg.voters[k] = k + 1;
+    cfg.tick_ms = o->tick_ms;
+    int rc = rr_node_disk_wal(rrbench_open_wal(o, id), &cfg.disk, &cfg.disk_ctx);
+    if (rc != 0)
+        rrbench_die("disk", rc);
+    cfg.net = rr_node_net_transport();
+    cfg.net_ctx = t;
+    rr_node *n;
+    if ((rc = rr_node_create(&cfg, cb, &n)) != 0)
+        rrbench_die("node", rc);
+    return n;
+}
+
 static void start_cluster(bench *b, sm_ctx *sms)
 {
     rr_transport *ts[NODES_MAX + 1];
@@ -402,22 +422,9 @@ static void start_cluster(bench *b, sm_ctx *sms)
             rrbench_die("transport start", rc);
     }
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
-        rr_node_config cfg;
-        rr_node_config_init(&cfg, id);
-        cfg.n_voters = b->o.nodes;
-        for (uint32_t k = 0; k < b->o.nodes; k++)
-            cfg.voters[k] = k + 1;
-        cfg.tick_ms = b->o.tick_ms;
-        int rc = rr_node_disk_wal(rrbench_open_wal(&b->o, id), &cfg.disk, &cfg.disk_ctx);
-        if (rc != 0)
-            rrbench_die("disk", rc);
-        cfg.net = rr_node_net_transport();
-        cfg.net_ctx = ts[id];
         sms[id] = (sm_ctx){.b = b, .id = id};
         rr_node_callbacks cb = {.ctx = &sms[id], .apply = sm_apply};
-        rc = rr_node_create(&cfg, &cb, &b->nodes[id]);
-        if (rc != 0)
-            rrbench_die("node", rc);
+        b->nodes[id] = rrbench_node_new(&b->o, id, ts[id], &cb);
     }
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++) {
         int rc = rr_node_start(b->nodes[id]);

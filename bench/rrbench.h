@@ -66,6 +66,10 @@ rr_wal *rrbench_open_wal(const opts *o, rr_node_id_t id);
  * starts from empty logs; an earlier run's would be recovered instead). */
 void rrbench_fresh_dir(const opts *o);
 void rrbench_report(const opts *o, const rrbench_result *r);
+/* Node id of the benchmark cluster (voters 1..o->nodes) over its WAL and transport t;
+ * exits on error. */
+rr_node *rrbench_node_new(const opts *o, rr_node_id_t id, rr_transport *t,
+                          const rr_node_callbacks *cb);
 
 /* --procs, in the parent: returns the exit status. */
 int rrbench_procs(const opts *o, int argc, char **argv);

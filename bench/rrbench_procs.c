@@ -246,19 +246,8 @@ static void start_node(child *c)
     if ((rc = rr_transport_start(t)) != 0)
         rrbench_die("transport start", rc);
 
-    rr_node_config cfg;
-    rr_node_config_init(&cfg, id);
-    cfg.n_voters = o->nodes;
-    for (uint32_t k = 0; k < o->nodes; k++)
-        cfg.voters[k] = k + 1;
-    cfg.tick_ms = o->tick_ms;
-    if ((rc = rr_node_disk_wal(rrbench_open_wal(o, id), &cfg.disk, &cfg.disk_ctx)) != 0)
-        rrbench_die("disk", rc);
-    cfg.net = rr_node_net_transport();
-    cfg.net_ctx = t;
     rr_node_callbacks cb = {.ctx = c, .apply = child_apply};
-    if ((rc = rr_node_create(&cfg, &cb, &c->node)) != 0)
-        rrbench_die("node", rc);
+    c->node = rrbench_node_new(o, id, t, &cb);
     if (c->o->verify) {
         idlog_open(&c->acked, o->dir, id, "acked", o->incarnation);
         idlog_open(&c->applied_ids, o->dir, id, "applied", o->incarnation);
