@@ -575,8 +575,8 @@ static void ack_sent(rr_node *n, const rr_message *m, uint64_t now)
 static void ack_received(rr_node *n, const rr_message *m, uint64_t now)
 {
     struct ack_wait *a = ack_slot(n, m->from, false);
-    if (a == NULL || a->n == 0)
-        return;
+    if (a == NULL || a->n == 0 || a->q[a->head].last > m->index)
+        return; /* nothing covered: no lock taken (a heartbeat's answer, a probe's) */
     pthread_mutex_lock(&n->hist_mu);
     while (a->n > 0 && a->q[a->head].last <= m->index) {
         rr_hist_record(&n->stage_ns[RR_NODE_STAGE_ACK], now - a->q[a->head].sent_ns);
