@@ -34,6 +34,6 @@ if [ $# -eq 0 ]; then
   echo "== tsan: the threaded tests"
   cmake --preset tsan >build-tsan.log 2>&1 || { cat build-tsan.log; exit 1; }
   rm -f build-tsan.log
-  cmake --build --preset tsan -j "$jobs" --target test_node test_ring test_transport
-  ctest --preset tsan -j "$jobs" -R '^unit_(node|ring|transport)$'
+  cmake --build --preset tsan -j "$jobs" --target test_node test_ring test_transport test_wal test_disk_wal
+  ctest --preset tsan -j "$jobs" -R '^unit_(node|ring|transport|wal|disk_wal)$'
 fi

@@ -24,6 +24,11 @@
  * wal_direct_vs_plain  the same alternation with DIRECT.
  * wal_direct_vs_syscall plain loop, SYSCALL WAL and DIRECT WAL in turn, batch by batch, in
  *                      one run: the three see the same disk (bench_wal_three_way).
+ * wal_inline_vs_plain  plain loop, DIRECT WAL unplugged (the append wakes the io thread;
+ *                      rr_wal_wait writes the batch itself only if it gets there first),
+ *                      DIRECT WAL plugged (rr_wal_plug before the append: the io thread is
+ *                      not woken, rr_wal_wait writes the batch on the caller's thread), in
+ *                      turn, batch by batch.
  *
  * The WAL runs as a replica would in steady state: warmed up untimed until segments have
  * been compacted and recycled, then compacting (snapshot + rr_wal_compact) every segment's
@@ -386,12 +391,14 @@ static void bench_wal_vs_plain(rr_bench_state *st, void *arg)
 /* One WAL of the three-way run: its own directory under dir, warmed up. */
 typedef struct wal_side {
     rr_wal *w;
+    bool plug; /* rr_wal_plug before each append: the waiting caller writes the batch */
     rr_index_t next;
     uint64_t since_compact;
     double s;
 } wal_side;
 
-static int side_open(wal_side *side, const char *dir, const char *sub, uint8_t mode, uint32_t bytes)
+static int side_open(wal_side *side, const char *dir, const char *sub, uint8_t mode, bool plug,
+                     uint32_t bytes)
 {
     char path[300];
     snprintf(path, sizeof path, "%s/%s", dir, sub);
@@ -399,7 +406,7 @@ static int side_open(wal_side *side, const char *dir, const char *sub, uint8_t m
     rr_wal_config_init(&cfg, path);
     cfg.sync_mode = mode;
     cfg.segment_size_bytes = THREE_WAY_SEGMENT_BYTES;
-    *side = (wal_side){.next = 1};
+    *side = (wal_side){.next = 1, .plug = plug};
     int rc = rr_wal_open(&cfg, &side->w, NULL);
     return rc == 0 ? warm_up(side->w, bytes, &side->next) : rc;
 }
@@ -409,6 +416,8 @@ static int side_batch(wal_side *side, size_t batch, uint32_t bytes)
 {
     double t0 = now_s();
     fill_batch(side->next, batch, bytes);
+    if (side->plug)
+        rr_wal_plug(side->w);
     int rc = rr_wal_append(side->w, batch_ents, batch);
     if (rc == 0)
         rc = rr_wal_wait(side->w, rr_wal_last_seq(side->w), NULL);
@@ -422,12 +431,19 @@ static int side_batch(wal_side *side, size_t batch, uint32_t bytes)
     return rc;
 }
 
-/* wal_direct_vs_syscall: per iteration one batch through the plain loop, one through a
- * SYSCALL WAL, one through a DIRECT WAL (closed loop each). Counters: entries/s of each
- * and direct_vs_syscall, direct_vs_plain (ratios of time: > 1 means DIRECT is faster). */
+/* The two WALs of a three-way run, named in the counters. */
+typedef struct three_way {
+    const char *name[2];
+    uint8_t mode[2];
+    bool plug[2];
+} three_way;
+
+/* wal_direct_vs_syscall, wal_inline_vs_plain: per iteration one batch through the plain
+ * loop, then one through each WAL (closed loop each). Counters: entries/s of each, and
+ * <b>_vs_<a>, <b>_vs_plain (ratios of time: > 1 means WAL b is faster). */
 static void bench_wal_three_way(rr_bench_state *st, void *arg)
 {
-    (void)arg;
+    const three_way *tw = arg;
     uint32_t bytes = (uint32_t)rr_bench_arg(st, 0);
     size_t batch = (size_t)rr_bench_arg(st, 1);
     char dir[256], path[300];
@@ -436,12 +452,13 @@ static void bench_wal_three_way(rr_bench_state *st, void *arg)
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
     RR_ASSERT(fd >= 0);
     RR_ASSERT(prealloc_zero(fd, PLAIN_FILE_BYTES) == 0);
-    wal_side sys = {0}, dir_side = {0};
-    int rc = side_open(&sys, dir, "syscall", RR_WAL_SYNC_SYSCALL, bytes);
-    if (rc == 0)
-        rc = side_open(&dir_side, dir, "direct", RR_WAL_SYNC_DIRECT, bytes);
-    if (rc == 0 && rr_wal_sync_mode_used(dir_side.w) != RR_WAL_SYNC_DIRECT)
-        rc = -EINVAL; /* fell back: no O_DIRECT on this file system */
+    wal_side side[2] = {0};
+    int rc = 0;
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        rc = side_open(&side[k], dir, tw->name[k], tw->mode[k], tw->plug[k], bytes);
+        if (rc == 0 && rr_wal_sync_mode_used(side[k].w) != tw->mode[k])
+            rc = -EINVAL; /* DIRECT fell back: no O_DIRECT on this file system */
+    }
     uint64_t off = 0;
     double plain_s = 0;
     while (rr_bench_keep_running(st)) {
@@ -450,13 +467,11 @@ static void bench_wal_three_way(rr_bench_state *st, void *arg)
         double t0 = now_s();
         rc = plain_batch(fd, batch, bytes, &off);
         plain_s += now_s() - t0;
-        if (rc == 0)
-            rc = side_batch(&sys, batch, bytes);
-        if (rc == 0)
-            rc = side_batch(&dir_side, batch, bytes);
+        for (int k = 0; k < 2 && rc == 0; k++)
+            rc = side_batch(&side[k], batch, bytes);
     }
-    rr_wal_close(sys.w);
-    rr_wal_close(dir_side.w);
+    rr_wal_close(side[0].w);
+    rr_wal_close(side[1].w);
     close(fd);
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     if (rc != 0) {
@@ -464,11 +479,16 @@ static void bench_wal_three_way(rr_bench_state *st, void *arg)
         return;
     }
     double entries = (double)rr_bench_iterations(st) * (double)batch;
+    char name[64];
     rr_bench_counter(st, "plain_entries_per_s", entries / plain_s, 0);
-    rr_bench_counter(st, "syscall_entries_per_s", entries / sys.s, 0);
-    rr_bench_counter(st, "direct_entries_per_s", entries / dir_side.s, 0);
-    rr_bench_counter(st, "direct_vs_syscall", sys.s / dir_side.s, 0);
-    rr_bench_counter(st, "direct_vs_plain", plain_s / dir_side.s, 0);
+    for (int k = 0; k < 2; k++) {
+        snprintf(name, sizeof name, "%s_entries_per_s", tw->name[k]);
+        rr_bench_counter(st, name, entries / side[k].s, 0);
+    }
+    snprintf(name, sizeof name, "%s_vs_%s", tw->name[1], tw->name[0]);
+    rr_bench_counter(st, name, side[0].s / side[1].s, 0);
+    snprintf(name, sizeof name, "%s_vs_plain", tw->name[1]);
+    rr_bench_counter(st, name, plain_s / side[1].s, 0);
 }
 
 #define WAL_DEF(var, nm, f) WAL_DEF_ARG(var, nm, f, NULL)
@@ -490,7 +510,18 @@ static uint8_t mode_fdatasync = RR_WAL_SYNC_FDATASYNC, mode_syscall = RR_WAL_SYN
 WAL_DEF_ARG(wal_vs_plain, "wal_vs_plain", bench_wal_vs_plain, &mode_fdatasync);
 WAL_DEF_ARG(wal_syscall_vs_plain, "wal_syscall_vs_plain", bench_wal_vs_plain, &mode_syscall);
 WAL_DEF_ARG(wal_direct_vs_plain, "wal_direct_vs_plain", bench_wal_vs_plain, &mode_direct);
-WAL_DEF(wal_direct_vs_syscall, "wal_direct_vs_syscall", bench_wal_three_way);
+static three_way direct_vs_syscall = {
+    .name = {"syscall", "direct"},
+    .mode = {RR_WAL_SYNC_SYSCALL, RR_WAL_SYNC_DIRECT},
+};
+static three_way plugged_vs_unplugged = {
+    .name = {"unplugged", "plugged"},
+    .mode = {RR_WAL_SYNC_DIRECT, RR_WAL_SYNC_DIRECT},
+    .plug = {false, true},
+};
+WAL_DEF_ARG(wal_direct_vs_syscall, "wal_direct_vs_syscall", bench_wal_three_way,
+            &direct_vs_syscall);
+WAL_DEF_ARG(wal_inline_vs_plain, "wal_inline_vs_plain", bench_wal_three_way, &plugged_vs_unplugged);
 WAL_DEF(wal_append_direct, "wal_append_direct", bench_wal_direct);
 WAL_DEF(plain_write_fdatasync, "plain_write_fdatasync", bench_plain);
 WAL_DEF(wal_append, "wal_append", bench_wal_default);

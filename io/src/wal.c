@@ -264,13 +264,35 @@ static int segs_reserve(rr_wal *w, uint64_t ops)
     return 0;
 }
 
-static void publish(rr_wal *w, uint64_t pos)
+/* Makes records [tail, pos) of bytes record bytes visible to the io thread, and wakes it
+ * unless a plug holds the wake-up back. */
+static void publish(rr_wal *w, uint64_t pos, uint64_t bytes)
 {
     /* release: the slots written above are visible to the io thread before the new tail. */
     __atomic_store_n(&w->tail, pos, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    ssize_t n = write(w->wake_efd, &one, sizeof one);
-    RR_ASSERT(n == (ssize_t)sizeof one);
+    if (w->plugged) {
+        w->wake_owed = true;
+        w->plugged_bytes += bytes;
+        return;
+    }
+    wal_io_wake(w);
+}
+
+/* Pays a wake-up a plug held back. */
+static void wake_if_owed(rr_wal *w)
+{
+    if (w->wake_owed)
+        wal_io_wake(w);
+    w->wake_owed = false;
+    w->plugged_bytes = 0;
+}
+
+/* -EAGAIN: the queue is full, and the io thread must be emptying it while the caller
+ * waits or polls, plug or no plug. */
+static int queue_full(rr_wal *w)
+{
+    wake_if_owed(w);
+    return -EAGAIN;
 }
 
 static int check_alive(rr_wal *w)
@@ -363,7 +385,7 @@ int rr_wal_append(rr_wal *w, const rr_entry *ents, size_t n)
     rr_index_t j = ents[0].index;
     uint64_t ops = ops_needed(w, ents, n);
     if (ops > ring_free(w) || !cache_has_room(w, j, n))
-        return -EAGAIN;
+        return queue_full(w);
     rc = idx_reserve(w, (size_t)(j - w->dummy_index - 1) + n);
     if (rc == 0)
         rc = segs_reserve(w, ops);
@@ -371,10 +393,12 @@ int rr_wal_append(rr_wal *w, const rr_entry *ents, size_t n)
         return rc;
     if (j <= log_last(w))
         truncate_from(w, j);
-    uint64_t pos = w->tail;
-    for (size_t k = 0; k < n; k++)
+    uint64_t pos = w->tail, bytes = 0;
+    for (size_t k = 0; k < n; k++) {
         append_one(w, &ents[k], &pos);
-    publish(w, pos);
+        bytes += entry_record_bytes(&ents[k]);
+    }
+    publish(w, pos, bytes);
     return 0;
 }
 
@@ -383,7 +407,7 @@ static int queue_inline(rr_wal *w, uint8_t type, const uint8_t *payload, uint32_
 {
     uint64_t rec = WAL_RECORD_HEADER_BYTES + len;
     if (ring_free(w) < 2)
-        return -EAGAIN;
+        return queue_full(w);
     int rc = segs_reserve(w, 1);
     if (rc != 0)
         return rc;
@@ -394,7 +418,7 @@ static int queue_inline(rr_wal *w, uint8_t type, const uint8_t *payload, uint32_
     op->inline_bytes = len;
     wal_record_header_init(op->hdr, type, op->seg_seq, len);
     memcpy(op->hdr + WAL_RECORD_HEADER_BYTES, payload, len);
-    publish(w, pos);
+    publish(w, pos, rec);
     return 0;
 }
 
@@ -540,6 +564,13 @@ int rr_wal_wait(rr_wal *w, uint64_t seq, rr_wal_durable *out)
         int rc = rr_wal_poll(w, out);
         if (rc != 0 || w->mem != NULL || w->polled >= seq)
             return rc;
+        /* This thread would only sleep: write the batch here if the io thread is idle. */
+        if (wal_io_write_here(w) == 1) {
+            w->wake_owed = false;
+            w->plugged_bytes = 0;
+            continue;
+        }
+        wake_if_owed(w);
         if (spin_for_done(w, seq))
             continue;
         uint64_t v;
@@ -547,6 +578,31 @@ int rr_wal_wait(rr_wal *w, uint64_t seq, rr_wal_durable *out)
         if (n < 0 && errno != EINTR && errno != EAGAIN)
             return -errno;
     }
+}
+
+void rr_wal_plug(rr_wal *w)
+{
+    if (w->mem == NULL)
+        w->plugged = true;
+}
+
+int rr_wal_unplug(rr_wal *w, uint64_t inline_bytes_max)
+{
+    if (w->mem != NULL)
+        return 0;
+    w->plugged = false;
+    if (!w->wake_owed)
+        return 0; /* nothing queued under the plug, or already written or handed over */
+    int rc = 0;
+    if (w->plugged_bytes <= inline_bytes_max && wal_io_write_here(w) == 1) {
+        rc = rr_wal_poll(w, NULL);
+        if (rc == 0)
+            rc = 1;
+        w->wake_owed = false;
+        w->plugged_bytes = 0;
+    }
+    wake_if_owed(w);
+    return rc;
 }
 
 /* ---- reads (rr_storage) ---- */
@@ -775,7 +831,7 @@ int rr_wal_apply_snapshot(rr_wal *w, const rr_snapshot *snap)
     if (w->snap.meta.index != 0 && snap->meta.index <= w->snap.meta.index)
         return RR_ERR_SNAP_OUT_OF_DATE;
     if (ring_free(w) < 2)
-        return -EAGAIN;
+        return queue_full(w);
     int rc = wal_snap_write(w, snap);
     if (rc != 0)
         return rc;
@@ -803,7 +859,7 @@ int rr_wal_compact(rr_wal *w, rr_index_t i)
     if (i > log_last(w) || i > w->snap.meta.index)
         return RR_ERR_UNAVAILABLE;
     if (ring_free(w) < 2)
-        return -EAGAIN;
+        return queue_full(w);
     rr_term_t t = term_at(w, i);
     w->idx_start += (size_t)(i - w->dummy_index);
     w->idx_n -= (size_t)(i - w->dummy_index);

@@ -51,6 +51,13 @@ _Static_assert(WAL_DIRECT_STAGE_BYTES % WAL_DIRECT_BLOCK_BYTES == 0, "stage is w
 _Static_assert(WAL_DIRECT_STAGE_BYTES >= 2u * WAL_DIRECT_BLOCK_BYTES,
                "a partial block plus new bytes fit");
 
+/* Who runs batches (wal_io.c). In the synchronous modes (SYSCALL, DIRECT) a batch is
+ * written and synced within one call, so the raft thread can run it itself when the io
+ * thread is idle (rr_wal_unplug, rr_wal_wait): whoever holds `writer` owns the fields of
+ * the "writer" section below. The io_uring modes keep batches in flight across waits:
+ * there only the io thread ever writes. */
+enum { WAL_WRITER_NONE = 0, WAL_WRITER_IO = 1, WAL_WRITER_CALLER = 2 };
+
 /* How long rr_wal_wait spins on done before sleeping on done_efd. */
 #define WAL_WAIT_SPIN_NS 20000
 
@@ -122,15 +129,19 @@ struct rr_wal {
     uint64_t remove_below_seg;    /* ... and older than this segment go ... */
     uint64_t remove_seq_durable;  /* ... once this record (a fresh hard state) is durable */
     int fatal_err;                /* raft thread's copy once seen */
+    bool plugged;                 /* rr_wal_plug: publish does not wake the io thread ... */
+    bool wake_owed;               /* ... and remembers that it owes a wake-up */
+    uint64_t plugged_bytes;       /* record bytes queued under the plug */
 
     /* ---- shared ---- */
     wal_op *ring;
     uint64_t ring_mask;
-    _Alignas(64) uint64_t tail; /* producer: raft thread (release) */
-    _Alignas(64) uint64_t done; /* consumer: io thread (release) */
-    uint64_t batches_done;      /* io thread (relaxed; statistics) */
-    int io_err;                 /* io thread's fatal error (release, before done_efd) */
-    int stop;                   /* raft thread asks the io thread to exit (release) */
+    _Alignas(64) uint64_t tail;   /* producer: raft thread (release) */
+    _Alignas(64) uint64_t done;   /* consumer: io thread (release) */
+    uint64_t batches_done;        /* io thread (relaxed; statistics) */
+    int io_err;                   /* io thread's fatal error (release, before done_efd) */
+    int stop;                     /* raft thread asks the io thread to exit (release) */
+    _Alignas(64) uint32_t writer; /* WAL_WRITER_*: taken by CAS (acquire), put back (release) */
     uint32_t recycle_n; /* recycle-*.tmp files: raft thread adds, io thread takes (acq_rel) */
     _Alignas(64) int wake_efd; /* raft -> io: records queued, or stop */
     int done_efd;              /* io -> raft: a batch completed */
@@ -144,6 +155,8 @@ struct rr_wal {
     int start_rc;
     struct io_uring uring;
     bool uring_ready;
+
+    /* ---- the writer: the io thread, or the raft thread while it holds `writer` ---- */
     uint64_t taken;
     bool inflight;
     uint32_t inflight_sqes; /* SQEs of the batch not completed yet */
@@ -174,14 +187,16 @@ struct rr_wal {
     uint32_t stage_bytes;
     bool stage_dirty;    /* staged bytes not written yet */
     bool stage_unsynced; /* written without RWF_DSYNC: an fdatasync ends the batch */
-    /* The mode in use: cfg.sync_mode, or SYSCALL after DIRECT fell back. Written by the io
-     * thread (or before it starts), read by any thread (relaxed: a statistic). */
+    /* The mode in use: cfg.sync_mode, or SYSCALL after DIRECT fell back. Written by the
+     * writer (or before the io thread starts), read by any thread (relaxed: a statistic). */
     uint8_t sync_mode_used;
 };
 
 /* wal_io.c */
 int wal_io_start(rr_wal *w);
 void wal_io_stop(rr_wal *w);
+void wal_io_wake(rr_wal *w);
+int wal_io_write_here(rr_wal *w);
 int wal_segment_path(const rr_wal *w, uint64_t seq, char *out, size_t cap);
 int wal_prealloc(int fd, uint64_t size_bytes, uint8_t mode);
 

@@ -1,6 +1,7 @@
 /* test_wal.c: the WAL (io/): records of each type, rollover, truncation (with records in
  * flight), reads from segments, snapshots and compaction, reopen, torn tails, corruption,
- * a failing fsync, and the in-memory backend. The file-backed tests run once in the
+ * a failing fsync, plugging (batches written on the caller's thread), and the in-memory
+ * backend. The file-backed tests run once in the
  * default sync mode and once in RR_WAL_SYNC_DIRECT (which stages and rewrites blocks). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -445,6 +446,64 @@ static void test_fsync_failure_stops(void **state)
     assert_true(st.ops->last_index(st.ctx) >= d.index);
 }
 
+/* A plugged batch is written by rr_wal_unplug itself when small enough (durable on return,
+ * rollovers included: 4 KiB segments), else handed to the io thread; a full queue under the
+ * plug still drains by polling alone; a failed sync made on the caller's thread is fatal as
+ * one made by the io thread. */
+static void test_plug(void **state)
+{
+    fixture *f = *state;
+    reopen(f);
+    rr_wal_durable d;
+    rr_index_t next = 1;
+    for (int round = 0; round < 20; round++, next += 3) {
+        rr_wal_plug(f->w);
+        assert_int_equal(test_append(f->w, next, next + 2, 1), 0);
+        rr_hard_state hs = {.term = 1, .vote = 1, .commit = next};
+        assert_int_equal(rr_wal_set_hard_state(f->w, &hs), 0);
+        assert_int_equal(rr_wal_unplug(f->w, UINT64_MAX), 1);
+        assert_int_equal(rr_wal_poll(f->w, &d), 0);
+        assert_int_equal(d.index, next + 2);
+        assert_int_equal(d.seq, rr_wal_last_seq(f->w));
+    }
+    assert_int_equal(rr_wal_unplug(f->w, UINT64_MAX), 0); /* nothing queued */
+
+    rr_wal_plug(f->w);
+    assert_int_equal(test_append(f->w, next, next + 2, 1), 0);
+    assert_int_equal(rr_wal_unplug(f->w, 0), 0); /* over the limit: the io thread's */
+    sync_all(f, &d);
+    assert_int_equal(d.index, next + 2);
+    next += 3;
+
+    /* Plugged until the queue (64 records) is full: -EAGAIN wakes the io thread. */
+    rr_wal_plug(f->w);
+    int rc;
+    while ((rc = test_append(f->w, next, next, 1)) == 0)
+        next++;
+    assert_int_equal(rc, -EAGAIN);
+    for (int t = 0; t < 5000 && (rr_wal_poll(f->w, &d), d.index + 1 < next); t++)
+        usleep(1000);
+    assert_int_equal(d.index + 1, next);
+    (void)rr_wal_unplug(f->w, UINT64_MAX);
+    reopen(f);
+    check_log(f, 1, next - 1, term_one);
+
+    f->cfg.fault_sync_fail_at = 2;
+    reopen(f);
+    rr_wal_plug(f->w);
+    rc = test_append(f->w, next, next, 1);
+    if (rc == 0)
+        rc = rr_wal_unplug(f->w, UINT64_MAX);
+    assert_int_equal(rc, 1);
+    rr_wal_plug(f->w);
+    rc = test_append(f->w, next + 1, next + 1, 1);
+    if (rc == 0)
+        rc = rr_wal_unplug(f->w, UINT64_MAX);
+    assert_int_equal(rc, -EIO);
+    assert_int_equal(test_append(f->w, next + 2, next + 2, 1), RR_ERR_STOPPED);
+    f->cfg.fault_sync_fail_at = 0;
+}
+
 /* Every sync mode writes the same log: rollover, truncation, reopen, and a failing sync. */
 static void test_sync_modes(void **state)
 {
@@ -635,6 +694,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corruption_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsync_failure_stops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plug, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_same_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_large_batch, setup, teardown),
     };
@@ -650,6 +710,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corruption_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fsync_failure_stops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plug, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_modes, setup, teardown),
         cmocka_unit_test(test_memory_backend),
     };

@@ -39,6 +39,13 @@
  * carry their own references (cache hits share the caller's buffer, older entries come in
  * a buffer read from the segment). Snapshots: the WAL keeps a reference on snap->buf.
  *
+ * Writing on the caller's thread. In the synchronous modes (RR_WAL_SYNC_SYSCALL, DIRECT)
+ * a batch is written and synced by one system call sequence, so the raft thread may run it
+ * itself when the io thread is idle: rr_wal_wait does (it would only sleep otherwise), and
+ * so does rr_wal_unplug for a small batch. A small batch then costs its write, not two
+ * thread hand-offs on top. Large batches still go to the io thread, which writes them
+ * while the raft thread goes on with its next turn.
+ *
  * Waiting. rr_wal_wait spins for up to 20 us on the completion counter, then sleeps on
  * rr_wal_fd(); nothing in the WAL busy-polls for longer.
  *
@@ -183,6 +190,18 @@ int rr_wal_poll(rr_wal *w, rr_wal_durable *out);
 /* Blocks until every record with sequence number <= seq is durable (or the WAL failed),
  * then polls into *out (may be NULL). Returns as rr_wal_poll. */
 int rr_wal_wait(rr_wal *w, uint64_t seq, rr_wal_durable *out);
+
+/*
+ * Plugging (the block layer's habit): between rr_wal_plug and rr_wal_unplug, queued records
+ * do not wake the io thread; a turn that queues several appends wakes it once. Unplug then
+ * writes the records on this thread if they total at most inline_bytes_max record bytes and
+ * the io thread is idle (SYSCALL and DIRECT modes), else wakes the io thread. Returns 1 when
+ * they were written here (durable: rr_wal_poll reports them), 0 when they were handed to
+ * the io thread (or nothing was queued), or the fatal error. rr_wal_wait, rr_wal_close and
+ * -EAGAIN retries need no unplug first. No-ops for the in-memory backend.
+ */
+void rr_wal_plug(rr_wal *w);
+int rr_wal_unplug(rr_wal *w, uint64_t inline_bytes_max);
 
 /* An eventfd that becomes readable when a batch completes (read it to reset, then
  * rr_wal_poll), for the raft thread's event loop. -1 for the in-memory backend. */
