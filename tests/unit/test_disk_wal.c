@@ -2,7 +2,8 @@
  * test_disk_wal.c: engine/node's disk ops over the WAL (rr_node_disk_wal). A hard state
  * that moves only the commit index is not written on its own (nothing waits for it); it
  * rides with the next entries, and is made durable before a snapshot is saved and at close.
- * A change of term or vote is always written at once.
+ * A change of term or vote is always written at once. Appends wait for the node's
+ * end-of-turn flush, which writes a small batch on the calling thread.
  */
 #define _GNU_SOURCE /* nftw in test_wal_util.h */
 #include <setjmp.h>
@@ -55,8 +56,10 @@ static int64_t append(fixture *f, rr_index_t lo, rr_index_t hi, rr_term_t term,
     return seq;
 }
 
+/* As the node does: flush at the end of the turn, then wait. */
 static void wait_durable(fixture *f, int64_t seq)
 {
+    assert_true(f->ops->flush(f->ctx) >= 0);
     for (int t = 0; t < 5000 && f->ops->durable(f->ctx) < seq; t++)
         usleep(1000);
     assert_true(f->ops->durable(f->ctx) >= seq);
@@ -138,11 +141,42 @@ static void test_snapshot_waits_for_the_kept_commit_index(void **state)
     test_rmdir(f.dir);
 }
 
+/* The end-of-turn flush writes a small turn itself (durable on return, as the node's next
+ * turn relies on), and hands a large one to the WAL's io thread. */
+static void test_flush_writes_small_turns_itself(void **state)
+{
+    (void)state;
+    fixture f;
+    test_mkdtemp(f.dir, sizeof f.dir);
+    open_disk(&f);
+    rr_hard_state hs = {.term = 1, .vote = 1, .commit = 0};
+    int64_t s1 = append(&f, 1, 2, 1, &hs);
+    assert_int_equal(f.ops->flush(f.ctx), 1);
+    assert_true(f.ops->durable(f.ctx) >= s1);
+    assert_int_equal(f.ops->flush(f.ctx), 0); /* nothing new */
+
+    static uint8_t big[4096];
+    rr_entry ents[16];
+    for (size_t k = 0; k < 16; k++)
+        ents[k] = (rr_entry){.term = 1, .index = 3 + k, .data = big, .data_len = sizeof big};
+    int64_t s2 = f.ops->append(f.ctx, ents, 16, NULL, NULL); /* 64 KiB: over the limit */
+    assert_true(s2 > s1);
+    assert_int_equal(f.ops->flush(f.ctx), 0);
+    wait_durable(&f, s2);
+    f.ops->close(f.ctx);
+    open_disk(&f);
+    rr_storage s = f.ops->storage(f.ctx);
+    assert_int_equal(s.ops->last_index(s.ctx), 18);
+    f.ops->close(f.ctx);
+    test_rmdir(f.dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_only_hard_state_rides_with_the_next_write),
         cmocka_unit_test(test_snapshot_waits_for_the_kept_commit_index),
+        cmocka_unit_test(test_flush_writes_small_turns_itself),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

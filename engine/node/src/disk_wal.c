@@ -13,6 +13,13 @@
  * it again from the leader). It is kept and queued with the next entries or hard state, or
  * before a snapshot is saved and at close. Without this, a leader at window 1 paid a second
  * durable write per entry — the commit index — on the critical path of the next proposal.
+ *
+ * Appends are plugged (rr_wal_plug) until the node's end-of-turn flush: a turn's appends
+ * reach the io thread as one batch, and a batch of at most DISK_WAL_INLINE_BYTES_MAX is
+ * written on the raft thread itself when the io thread is idle (rr_wal_unplug). At window
+ * 1 that removes two thread hand-offs per write from the commit path (leader and
+ * followers); under load batches are larger and the io thread writes them while the raft
+ * thread goes on.
  */
 #include "ringraft/node.h"
 
@@ -39,6 +46,11 @@ static void reset_fd(int fd)
 #define DISK_WAL_CHUNK_ENTRIES 4096u
 _Static_assert(DISK_WAL_CHUNK_ENTRIES * 2 <= RR_WAL_QUEUE_RECORDS_DEFAULT,
                "a chunk fits the WAL's queue with room for what is in flight");
+
+/* Largest batch (record bytes) the raft thread writes itself. A write of a few KiB and one
+ * of 32 KiB take about as long on this disk (BENCHMARKS.md: one device write and flush);
+ * larger batches come from a loaded leader, whose raft thread has better things to do. */
+#define DISK_WAL_INLINE_BYTES_MAX (32u << 10)
 
 typedef struct disk_wal {
     rr_wal *wal;
@@ -95,6 +107,7 @@ static int64_t dw_append(void *ctx, const rr_entry *ents, size_t n, const rr_har
                          const rr_snapshot *snap)
 {
     disk_wal *d = ctx;
+    rr_wal_plug(d->wal); /* until dw_flush, at the end of the raft thread's turn */
     uint64_t last = rr_wal_last_seq(d->wal);
     if (hs != NULL && n == 0 && snap == NULL && d->have_written && last > 0 &&
         hs->term == d->written.term && hs->vote == d->written.vote) {
@@ -157,6 +170,17 @@ static int64_t dw_durable(void *ctx)
     return (int64_t)dur.seq;
 }
 
+static int dw_flush(void *ctx)
+{
+    disk_wal *d = ctx;
+    if (d->err != 0)
+        return d->err;
+    int rc = rr_wal_unplug(d->wal, DISK_WAL_INLINE_BYTES_MAX);
+    if (rc < 0)
+        d->err = rc;
+    return rc;
+}
+
 static int dw_fd(void *ctx)
 {
     return rr_wal_fd(((disk_wal *)ctx)->wal);
@@ -207,6 +231,7 @@ static const rr_node_disk_ops disk_wal_ops = {
     .save_snapshot = dw_save_snapshot,
     .close = dw_close,
     .syncs = dw_syncs,
+    .flush = dw_flush,
 };
 
 int rr_node_disk_wal(rr_wal *wal, const rr_node_disk_ops **ops, void **ctx)

@@ -625,6 +625,18 @@ static void fatal_disk(const rr_node *n, const char *what, int err)
     abort();
 }
 
+/* Lets the disk start (or make) the turn's writes. Returns whether some completed during
+ * the call, so that the next turn releases what waited on them without sleeping. */
+static bool flush_disk(rr_node *n)
+{
+    if (n->cfg.disk->flush == NULL)
+        return false;
+    int rc = n->cfg.disk->flush(n->cfg.disk_ctx);
+    if (rc < 0)
+        fatal_disk(n, "write", rc);
+    return rc == 1;
+}
+
 /* Releases the responses of every append the disk reports durable. */
 static bool drain_disk(rr_node *n)
 {
@@ -961,6 +973,7 @@ static bool raft_turn(rr_node *n)
     }
     fail_reads_if_not_leader(n);
     n->cfg.net->flush(n->cfg.net_ctx);
+    any |= flush_disk(n); /* after the sends: a write made here overlaps them */
     if (any)
         update_status(n);
     return any;
@@ -1006,6 +1019,7 @@ static void raft_shutdown(rr_node *n)
         fail_request(r, RR_NODE_STOPPED, n->soft.lead, &failed);
     complete_later(n, reverse(failed));
     /* Writes already queued complete (or fail loudly) before the files close. */
+    (void)flush_disk(n);
     while (n->disk_head != NULL) {
         if (!drain_disk(n)) {
             struct pollfd fd = {.fd = n->cfg.disk->wait_fd(n->cfg.disk_ctx), .events = POLLIN};
@@ -1199,6 +1213,9 @@ static int bootstrap(const rr_node_config *cfg)
     int64_t seq = cfg->disk->append(cfg->disk_ctx, NULL, 0, NULL, &snap);
     if (seq < 0)
         return (int)seq;
+    rc = cfg->disk->flush != NULL ? cfg->disk->flush(cfg->disk_ctx) : 0;
+    if (rc < 0)
+        return rc;
     while (cfg->disk->durable(cfg->disk_ctx) < seq) {
         struct pollfd fd = {.fd = cfg->disk->wait_fd(cfg->disk_ctx), .events = POLLIN};
         (void)poll(&fd, 1, 10);

@@ -98,6 +98,12 @@ typedef struct rr_node_disk_ops {
     void (*close)(void *ctx);
     /* Optional (NULL: reported as 0): durable writes (syncs) completed so far. Any thread. */
     uint64_t (*syncs)(void *ctx);
+    /* Optional (NULL: append starts its writes at once). Called once per raft-thread turn,
+     * after the turn's messages went to the network, and before any wait on wait_fd: a
+     * disk may hold appends back until then, to write a turn as one batch, or to write a
+     * small one on the raft thread when that is quicker than handing it over. Returns 1
+     * when writes completed during the call (durable() advanced), 0, or -errno (fatal). */
+    int (*flush)(void *ctx);
 } rr_node_disk_ops;
 
 /* What the network tells the core about a peer. */
