@@ -65,17 +65,38 @@ int wal_segment_path(const rr_wal *w, uint64_t seq, char *out, size_t cap)
     return snprintf(out, cap, "%s/%016" PRIx64 ".wal", w->dir, seq);
 }
 
-static int zero_fill(int fd, uint64_t size_bytes)
+/* Writes zeros to [off, end) of fd. */
+static int zero_write(int fd, uint64_t off, uint64_t end)
 {
-    static const uint8_t zeros[ZERO_CHUNK_BYTES];
-    for (uint64_t off = 0; off < size_bytes;) {
-        size_t k = size_bytes - off < sizeof zeros ? (size_t)(size_bytes - off) : sizeof zeros;
+    /* aligned: a source buffer for O_DIRECT writes */
+    static _Alignas(WAL_DIRECT_BLOCK_BYTES) const uint8_t zeros[ZERO_CHUNK_BYTES];
+    while (off < end) {
+        size_t k = end - off < sizeof zeros ? (size_t)(end - off) : sizeof zeros;
         ssize_t n = pwrite(fd, zeros, k, (off_t)off);
         if (n < 0 && errno != EINTR)
             return -errno;
         off += n > 0 ? (uint64_t)n : 0;
     }
     return 0;
+}
+
+/* Zero-fills [0, size), the whole blocks with O_DIRECT where the file system has it: the
+ * zeros go to the device without passing through the page cache. Buffered, copying 64 MiB
+ * of zeros per segment into the cache cost ~5 % of a loaded rrbench run's CPU
+ * (copy_folio_from_iter_atomic under prealloc_main) and pushed useful pages out. */
+static int zero_fill(int fd, uint64_t size_bytes)
+{
+    int fl = fcntl(fd, F_GETFL);
+    bool direct = fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
+    uint64_t whole = direct ? size_bytes & ~(uint64_t)(WAL_DIRECT_BLOCK_BYTES - 1) : 0;
+    int rc = zero_write(fd, 0, whole);
+    if (direct && fcntl(fd, F_SETFL, fl) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == -EINVAL && direct) { /* refused after all: everything buffered */
+        whole = 0;
+        rc = 0;
+    }
+    return rc != 0 ? rc : zero_write(fd, whole, size_bytes);
 }
 
 /* Preallocates and syncs a new segment file, so that later fdatasyncs have no size or
