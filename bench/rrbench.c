@@ -10,8 +10,12 @@
  *   rrbench [--nodes 3] [--size 128] [--clients 64] [--window 128] [--duration 10]
  *           [--warmup 2] [--dir ./rrbench-data] [--no-fsync] [--transport tcp|inproc]
  *           [--tick-ms 100] [--wal-sync uring|dsync|syscall|direct] [--json] [--rate N]
- *           [--procs [--verify] [--kill-leader-at S [--restart-after S]]]
+ *           [--snapshot-mib 256] [--procs [--verify] [--kill-leader-at S [--restart-after S]]]
  *           [--procs --verify-only --dir DIR]
+ *
+ * Nodes take a snapshot (of their state machine: a counter) per --snapshot-mib of log and
+ * compact behind it, as a deployment does: the WAL then runs in its steady state, reusing
+ * compacted segments instead of preallocating new ones.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,6 +30,7 @@
 #include <unistd.h>
 
 #include "rrbench.h"
+#include "ringraft/le.h"
 #include "ringraft/transport.h"
 #include "cli.h"
 
@@ -35,13 +40,12 @@ typedef struct bench {
     opts o;
     rr_node *nodes[NODES_MAX + 1];
     rr_transport_hub *hub;
-    rr_node_id_t leader;             /* where clients propose (atomic) */
-    uint32_t measuring;              /* atomic: 1 during the measured window */
-    uint32_t stopping;               /* atomic */
-    uint64_t committed;              /* atomic: committed in the measured window */
-    uint64_t failed;                 /* atomic: any other outcome */
-    uint64_t applied[NODES_MAX + 1]; /* entries applied per node (apply threads) */
-    rr_hist lat;                     /* leader's apply thread only */
+    rr_node_id_t leader; /* where clients propose (atomic) */
+    uint32_t measuring;  /* atomic: 1 during the measured window */
+    uint32_t stopping;   /* atomic */
+    uint64_t committed;  /* atomic: committed in the measured window */
+    uint64_t failed;     /* atomic: any other outcome */
+    rr_hist lat;         /* leader's apply thread only */
     /* --rate: free slots (the pacer takes, completions give back) and sends missed. */
     pthread_mutex_t free_mu;
     struct slot **free;
@@ -69,7 +73,10 @@ static void usage(void)
             "               [--duration S] [--warmup S] [--dir PATH] [--no-fsync]\n"
             "               [--transport tcp|inproc] [--tick-ms MS]\n"
             "               [--wal-sync uring|dsync|syscall|direct] [--json] [--rate N]\n"
+            "               [--snapshot-mib M]\n"
             "               [--procs [--verify] [--kill-leader-at S [--restart-after S]]]\n"
+            "  --snapshot-mib M    each node snapshots and compacts its log per M MiB of\n"
+            "                      records (default 256; 0: never; off with --verify)\n"
             "  --rate N            open loop: N proposals/s on a fixed schedule, at most\n"
             "                      --clients x --window in flight; latency from when\n"
             "                      each was due (threads mode)\n"
@@ -94,7 +101,8 @@ static void parse(int argc, char **argv, opts *o)
                 .dir = "./rrbench-data",
                 .tick_ms = 100,
                 .wal_sync = -1,
-                .restart_after = 1};
+                .restart_after = 1,
+                .snapshot_mib = 256};
     static const struct option longs[] = {
         {"nodes", required_argument, NULL, 'n'},
         {"size", required_argument, NULL, 's'},
@@ -115,6 +123,7 @@ static void parse(int argc, char **argv, opts *o)
         {"verify-only", no_argument, NULL, 'v'},
         {"kill-leader-at", required_argument, NULL, 'K'},
         {"restart-after", required_argument, NULL, 'R'},
+        {"snapshot-mib", required_argument, NULL, 'M'},
         /* Internal: how the --procs parent starts a node process. */
         {"node-id", required_argument, NULL, 'I'},
         {"incarnation", required_argument, NULL, 'N'},
@@ -195,6 +204,9 @@ static void parse(int argc, char **argv, opts *o)
         case 'R':
             o->restart_after = cli_parse_seconds(PROG, optarg, "--restart-after");
             break;
+        case 'M':
+            o->snapshot_mib = cli_parse_u32(PROG, optarg, 0, 1u << 20, "--snapshot-mib");
+            break;
         case 'I':
             o->node_id = cli_parse_u32(PROG, optarg, 1, NODES_MAX, "--node-id");
             break;
@@ -226,6 +238,8 @@ static void parse(int argc, char **argv, opts *o)
         fprintf(stderr, "rrbench: --kill-leader-at must fall inside --duration\n");
         exit(2);
     }
+    if (o->verify)
+        o->snapshot_mib = 0; /* a node restored from a snapshot would skip entries to check */
     if (o->verify && o->size_bytes < 8) {
         fprintf(stderr, "rrbench: --verify needs --size of at least 8 (an entry's id)\n");
         exit(2);
@@ -311,6 +325,7 @@ static void *pacer_main(void *arg)
 }
 
 typedef struct sm_ctx {
+    uint64_t applied; /* the state machine (first: rrbench_node_new's snapshots) */
     bench *b;
     rr_node_id_t id;
 } sm_ctx;
@@ -319,7 +334,7 @@ static void sm_apply(void *ctx, const rr_entry *ents, size_t n)
 {
     sm_ctx *c = ctx;
     (void)ents;
-    c->b->applied[c->id] += n; /* a counter is the state machine: the work is elsewhere */
+    c->applied += n; /* a counter is the state machine: the work is elsewhere */
 }
 
 /* ---- the cluster -------------------------------------------------------------------- */
@@ -371,11 +386,51 @@ void rrbench_fresh_dir(const opts *o)
     }
 }
 
-rr_node *rrbench_node_new(const opts *o, rr_node_id_t id, rr_transport *t,
-                          const rr_node_callbacks *cb)
+/* A snapshot of a counter state machine: its 8 bytes. */
+typedef struct counter_snap {
+    rr_buf b; /* first: released through it */
+    uint8_t bytes[8];
+} counter_snap;
+
+static void counter_snap_release(rr_buf *b)
 {
+    free(b);
+}
+
+static int counter_save(void *ctx, rr_buf **buf, const uint8_t **data, uint64_t *len)
+{
+    counter_snap *s = malloc(sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->b = (rr_buf){.refs = 1, .release = counter_snap_release};
+    rr_le_put_u64(s->bytes, *(const uint64_t *)ctx);
+    *buf = &s->b;
+    *data = s->bytes;
+    *len = sizeof s->bytes;
+    return 0;
+}
+
+static int counter_restore(void *ctx, const uint8_t *data, uint64_t len)
+{
+    if (len != 8)
+        return -EINVAL;
+    *(uint64_t *)ctx = rr_le_get_u64(data);
+    return 0;
+}
+
+rr_node *rrbench_node_new(const opts *o, rr_node_id_t id, rr_transport *t,
+                          const rr_node_callbacks *cb_in)
+{
+    rr_node_callbacks cb = *cb_in;
     rr_node_config cfg;
     rr_node_config_init(&cfg, id);
+    if (o->snapshot_mib > 0) {
+        uint64_t record_bytes = 16 + RR_ENTRY_HEADER_BYTES + o->size_bytes; /* WAL record */
+        cfg.snapshot_every_entries = ((uint64_t)o->snapshot_mib << 20) / record_bytes + 1;
+        cfg.snapshot_keep_entries = cfg.snapshot_every_entries / 4;
+        cb.snapshot_save = counter_save;
+        cb.snapshot_restore = counter_restore;
+    }
     cfg.n_voters = o->nodes;
     for (uint32_t k = 0; k < o->nodes; k++)
         cfg.voters[k] = k + 1;
@@ -386,7 +441,7 @@ rr_node *rrbench_node_new(const opts *o, rr_node_id_t id, rr_transport *t,
     cfg.net = rr_node_net_transport();
     cfg.net_ctx = t;
     rr_node *n;
-    if ((rc = rr_node_create(&cfg, cb, &n)) != 0)
+    if ((rc = rr_node_create(&cfg, &cb, &n)) != 0)
         rrbench_die("node", rc);
     return n;
 }

@@ -39,6 +39,7 @@ typedef struct opts {
     bool verify_only;      /* only check the files an earlier --verify run left in --dir */
     double kill_leader_at; /* seconds into the measured window; 0: never */
     double restart_after;  /* seconds after the kill */
+    uint32_t snapshot_mib; /* a snapshot per this much log (MiB of records); 0: never */
     /* Internal: set by the parent for a node process. */
     rr_node_id_t node_id; /* 0: not a node process */
     uint32_t incarnation; /* 0 on first start, +1 per restart */
@@ -67,7 +68,9 @@ rr_wal *rrbench_open_wal(const opts *o, rr_node_id_t id);
 void rrbench_fresh_dir(const opts *o);
 void rrbench_report(const opts *o, const rrbench_result *r);
 /* Node id of the benchmark cluster (voters 1..o->nodes) over its WAL and transport t;
- * exits on error. */
+ * exits on error. With o->snapshot_mib, cb->ctx must start with a uint64_t: the state
+ * machine (a count of applied entries the caller's apply keeps), which this node's
+ * snapshots save and restore. */
 rr_node *rrbench_node_new(const opts *o, rr_node_id_t id, rr_transport *t,
                           const rr_node_callbacks *cb);
 

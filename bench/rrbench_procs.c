@@ -150,6 +150,7 @@ typedef struct pslot {
 } pslot;
 
 struct child {
+    uint64_t applied; /* the state machine (first: rrbench_node_new's snapshots) */
     const opts *o;
     rr_node *node;
     uint32_t measuring;       /* atomic */
@@ -214,6 +215,7 @@ static void propose_pslot(pslot *s)
 static void child_apply(void *ctx, const rr_entry *ents, size_t n)
 {
     child *c = ctx;
+    c->applied += n;
     if (c->o->verify)
         for (size_t i = 0; i < n; i++)
             if (ents[i].type == RR_ENTRY_NORMAL && ents[i].data_len >= 8)
