@@ -165,6 +165,7 @@ static int spare_create(rr_wal *w)
 static void *prealloc_main(void *arg)
 {
     rr_wal *w = arg;
+    (void)pthread_setname_np(pthread_self(), "rr-wal-fill");
     int fd = openat(w->dir_fd, SPARE_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int result = fd < 0 ? -errno : fd;
     if (fd >= 0) {
@@ -677,6 +678,7 @@ static int uring_setup(rr_wal *w)
 static void *io_main(void *arg)
 {
     rr_wal *w = arg;
+    (void)pthread_setname_np(pthread_self(), "rr-wal-io"); /* perf report --sort comm */
     int rc0 = uring_setup(w);
     if (rc0 == 0)
         spare_start(w); /* ahead of need (retried at the rollover), before anyone writes */

@@ -1067,6 +1067,9 @@ static void net_stop(tcp *t)
 static void *net_main(void *arg)
 {
     tcp *t = arg;
+    char name[16]; /* perf report --sort comm, top -H */
+    snprintf(name, sizeof name, "rr-net-%llu", (unsigned long long)t->base.cfg.self);
+    (void)pthread_setname_np(pthread_self(), name);
     accept_arm(t);
     wake_arm(t);
     while (!atomic_load(&t->stopping))

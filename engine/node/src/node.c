@@ -1029,9 +1029,18 @@ static void raft_shutdown(rr_node *n)
     n->cfg.net->flush(n->cfg.net_ctx);
 }
 
+/* Threads carry their role and node in their name (perf report --sort comm, top -H). */
+static void name_thread(const char *role, rr_node_id_t id)
+{
+    char name[16]; /* the kernel's limit, with the terminator */
+    snprintf(name, sizeof name, "rr-%s-%" PRIu64, role, id);
+    (void)pthread_setname_np(pthread_self(), name);
+}
+
 static void *raft_main(void *arg)
 {
     rr_node *n = arg;
+    name_thread("raft", n->id);
     while (!__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE)) {
         if (!raft_turn(n))
             raft_sleep(n);
@@ -1132,6 +1141,7 @@ static void apply_item_run(rr_node *n, apply_item *it)
 static void *apply_main(void *arg)
 {
     rr_node *n = arg;
+    name_thread("apply", n->id);
     for (;;) {
         void *p;
         if (__atomic_exchange_n(&n->snapshot_asked, 0, __ATOMIC_ACQ_REL) &&
