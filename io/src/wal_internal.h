@@ -139,6 +139,8 @@ struct rr_wal {
     _Alignas(64) uint64_t tail;   /* producer: raft thread (release) */
     _Alignas(64) uint64_t done;   /* consumer: io thread (release) */
     uint64_t batches_done;        /* io thread (relaxed; statistics) */
+    uint64_t bytes_done;          /* record bytes made durable (relaxed; paces the fill) */
+    int prealloc_hurry;           /* the spare is needed now: fill at full speed (relaxed) */
     int io_err;                   /* io thread's fatal error (release, before done_efd) */
     int stop;                     /* raft thread asks the io thread to exit (release) */
     _Alignas(64) uint32_t writer; /* WAL_WRITER_*: taken by CAS (acquire), put back (release) */
@@ -178,6 +180,7 @@ struct rr_wal {
     uint32_t *expect_bytes; /* per writev SQE */
     uint64_t efd_buf;
     uint32_t syncs;
+    uint64_t batch_bytes; /* record bytes of the batch being written */
     /* RR_WAL_SYNC_DIRECT: stage[0, stage_bytes) is the file's content from stage_off (a
      * block boundary) up to the io thread's tail: the partial last block, re-written with
      * the next batch, then what this batch staged. Zeros from stage_bytes to the next

@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ringraft/assert.h"
@@ -59,19 +60,62 @@ enum { KIND_WAKE = 1, KIND_WRITE = 2, KIND_SYNC = 3 };
 
 #define SPARE_NAME       "spare.tmp"
 #define ZERO_CHUNK_BYTES (1u << 20)
+/* The background fill's pace (pace_wait): in chunks of this size, at least this fast. */
+#define FILL_CHUNK_BYTES     (256u << 10)
+#define FILL_MIN_BYTES_PER_S (32ull << 20)
+#define FILL_PACE_SLEEP_NS   2000000
 
 int wal_segment_path(const rr_wal *w, uint64_t seq, char *out, size_t cap)
 {
     return snprintf(out, cap, "%s/%016" PRIx64 ".wal", w->dir, seq);
 }
 
-/* Writes zeros to [off, end) of fd. */
-static int zero_write(int fd, uint64_t off, uint64_t end)
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Pacing of a background fill. Every byte of zeros the fill writes sits in the device's
+ * volatile cache until the next flush, and the WAL's next sync is that flush: a fill at
+ * full speed made a lightly loaded WAL's syncs pay for megabytes of zeros (window-1 commit
+ * latency). So the fill keeps just ahead of need: done by the time the WAL has written half
+ * a segment more than when it began, and at least FILL_MIN_BYTES_PER_S; at full speed once
+ * a rollover (or the close) waits for it (prealloc_hurry). */
+typedef struct fill_pace {
+    rr_wal *w;
+    uint64_t t0_ns, wal0_bytes;
+} fill_pace;
+
+static void pace_wait(const fill_pace *pc, uint64_t filled, uint64_t total)
+{
+    if (pc == NULL)
+        return;
+    for (;;) {
+        /* relaxed: hints; a chunk early or late is harmless */
+        if (__atomic_load_n(&pc->w->prealloc_hurry, __ATOMIC_RELAXED))
+            return;
+        uint64_t wal = __atomic_load_n(&pc->w->bytes_done, __ATOMIC_RELAXED) - pc->wal0_bytes;
+        double elapsed_s = (double)(mono_ns() - pc->t0_ns) * 1e-9;
+        double need = (double)wal / ((double)total / 2);
+        double floor = elapsed_s * (double)FILL_MIN_BYTES_PER_S / (double)total;
+        if ((double)filled / (double)total <= (need > floor ? need : floor))
+            return;
+        struct timespec ts = {0, FILL_PACE_SLEEP_NS};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Writes zeros to [off, end) of fd, paced by pc (NULL: at full speed). */
+static int zero_write(int fd, uint64_t off, uint64_t end, const fill_pace *pc)
 {
     /* aligned: a source buffer for O_DIRECT writes */
     static _Alignas(WAL_DIRECT_BLOCK_BYTES) const uint8_t zeros[ZERO_CHUNK_BYTES];
+    size_t chunk = pc != NULL ? FILL_CHUNK_BYTES : sizeof zeros;
     while (off < end) {
-        size_t k = end - off < sizeof zeros ? (size_t)(end - off) : sizeof zeros;
+        pace_wait(pc, off, end);
+        size_t k = end - off < chunk ? (size_t)(end - off) : chunk;
         ssize_t n = pwrite(fd, zeros, k, (off_t)off);
         if (n < 0 && errno != EINTR)
             return -errno;
@@ -84,33 +128,39 @@ static int zero_write(int fd, uint64_t off, uint64_t end)
  * zeros go to the device without passing through the page cache. Buffered, copying 64 MiB
  * of zeros per segment into the cache cost ~5 % of a loaded rrbench run's CPU
  * (copy_folio_from_iter_atomic under prealloc_main) and pushed useful pages out. */
-static int zero_fill(int fd, uint64_t size_bytes)
+static int zero_fill(int fd, uint64_t size_bytes, const fill_pace *pc)
 {
     int fl = fcntl(fd, F_GETFL);
     bool direct = fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
     uint64_t whole = direct ? size_bytes & ~(uint64_t)(WAL_DIRECT_BLOCK_BYTES - 1) : 0;
-    int rc = zero_write(fd, 0, whole);
+    int rc = zero_write(fd, 0, whole, pc);
     if (direct && fcntl(fd, F_SETFL, fl) != 0 && rc == 0)
         rc = -errno;
     if (rc == -EINVAL && direct) { /* refused after all: everything buffered */
         whole = 0;
         rc = 0;
     }
-    return rc != 0 ? rc : zero_write(fd, whole, size_bytes);
+    return rc != 0 ? rc : zero_write(fd, whole, size_bytes, pc);
 }
 
 /* Preallocates and syncs a new segment file, so that later fdatasyncs have no size or
- * allocation to commit (zero-filled) or only the unwritten-extent conversion (fallocate). */
-int wal_prealloc(int fd, uint64_t size_bytes, uint8_t mode)
+ * allocation to commit (zero-filled) or only the unwritten-extent conversion (fallocate).
+ * pc paces a background fill (NULL: full speed). */
+static int prealloc_paced(int fd, uint64_t size_bytes, uint8_t mode, const fill_pace *pc)
 {
     int rc;
     if (mode == RR_WAL_PREALLOC_FALLOCATE)
         rc = fallocate(fd, 0, 0, (off_t)size_bytes) == 0 ? 0 : -errno;
     else
-        rc = zero_fill(fd, size_bytes);
+        rc = zero_fill(fd, size_bytes, pc);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     return rc;
+}
+
+int wal_prealloc(int fd, uint64_t size_bytes, uint8_t mode)
+{
+    return prealloc_paced(fd, size_bytes, mode, NULL);
 }
 
 /* Takes a recycle-*.tmp file as the spare, if there is one of the right size. */
@@ -166,10 +216,13 @@ static void *prealloc_main(void *arg)
 {
     rr_wal *w = arg;
     (void)pthread_setname_np(pthread_self(), "rr-wal-fill");
+    fill_pace pc = {.w = w,
+                    .t0_ns = mono_ns(),
+                    .wal0_bytes = __atomic_load_n(&w->bytes_done, __ATOMIC_RELAXED)};
     int fd = openat(w->dir_fd, SPARE_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int result = fd < 0 ? -errno : fd;
     if (fd >= 0) {
-        int rc = wal_prealloc(fd, w->cfg.segment_size_bytes, w->cfg.prealloc_mode);
+        int rc = prealloc_paced(fd, w->cfg.segment_size_bytes, w->cfg.prealloc_mode, &pc);
         if (rc != 0) {
             close(fd);
             result = rc;
@@ -187,6 +240,7 @@ static void spare_collect(rr_wal *w, bool wait)
         return;
     if (!wait && __atomic_load_n(&w->prealloc_result, __ATOMIC_ACQUIRE) == WAL_PREALLOC_PENDING)
         return;
+    __atomic_store_n(&w->prealloc_hurry, 1, __ATOMIC_RELAXED); /* waited for: no more pacing */
     pthread_join(w->prealloc_thread, NULL);
     w->prealloc_running = false;
     int result = __atomic_load_n(&w->prealloc_result, __ATOMIC_ACQUIRE);
@@ -204,6 +258,7 @@ static void spare_start(rr_wal *w)
     if (spare_recycle(w) == 0)
         return;
     __atomic_store_n(&w->prealloc_result, WAL_PREALLOC_PENDING, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->prealloc_hurry, 0, __ATOMIC_RELAXED);
     if (pthread_create(&w->prealloc_thread, NULL, prealloc_main, w) == 0)
         w->prealloc_running = true;
 }
@@ -457,6 +512,8 @@ static void record_stage(rr_wal *w, batch *b, const wal_op *op, size_t ext)
 /* Adds one record's vectors (sealing its CRC here, off the raft thread). */
 static void record_add(rr_wal *w, batch *b, wal_op *op)
 {
+    w->batch_bytes += WAL_RECORD_HEADER_BYTES + op->inline_bytes +
+                      (op->type == WAL_REC_ENTRY ? op->ent.data_len : 0);
     if (w->sync_mode_used == RR_WAL_SYNC_DIRECT) {
         size_t ext = op->type == WAL_REC_ENTRY ? op->ent.data_len : 0;
         wal_record_seal(op->hdr, op->hdr + WAL_RECORD_HEADER_BYTES, op->inline_bytes, op->ent.data,
@@ -552,6 +609,8 @@ static void batch_done(rr_wal *w, bool signal)
     }
     w->taken = w->inflight_end;
     __atomic_fetch_add(&w->batches_done, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&w->bytes_done, w->batch_bytes, __ATOMIC_RELAXED);
+    w->batch_bytes = 0;
     /* release: the records' writes and sync completed before the poller sees done. */
     __atomic_store_n(&w->done, w->taken, __ATOMIC_RELEASE);
     if (signal)
