@@ -765,6 +765,13 @@ static bool io_should_exit(rr_wal *w)
 
 /* ---- who writes ---- */
 
+/* Whether queued records are not durable yet (either thread; acquire: as rr_wal_poll). */
+static bool wal_pending(const rr_wal *w)
+{
+    return __atomic_load_n(&w->done, __ATOMIC_ACQUIRE) !=
+           __atomic_load_n(&w->tail, __ATOMIC_ACQUIRE);
+}
+
 /* SYSCALL and DIRECT write and sync a batch within one call: either thread may run it. */
 static bool writes_sync(const rr_wal *w)
 {
@@ -858,13 +865,17 @@ static void *io_main(void *arg)
     for (;;) {
         bool exit = false;
         if (sync) {
-            /* The raft thread may hold the writer, writing its own batch: it takes all
-             * that is queued, so there is nothing to do until the next wake-up. */
-            if (writer_take(w, WAL_WRITER_IO)) {
+            /* The writer only when records wait (done < tail): a spare wake-up must not
+             * hold it while the raft thread wants to write. If the raft thread holds it,
+             * it takes all that is queued: nothing to do until the next wake-up. */
+            bool work = wal_pending(w);
+            if (work && writer_take(w, WAL_WRITER_IO)) {
                 batch_run_sync(w, true);
-                exit = io_should_exit(w);
                 writer_put(w);
             }
+            /* At stop the raft thread writes nothing more: all written, or failed. */
+            exit = __atomic_load_n(&w->stop, __ATOMIC_ACQUIRE) &&
+                   (!wal_pending(w) || __atomic_load_n(&w->io_err, __ATOMIC_ACQUIRE) != 0);
         } else {
             if (!w->inflight && w->batch_err == 0) {
                 batch_submit(w);
