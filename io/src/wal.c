@@ -130,6 +130,31 @@ static int segs_push(rr_wal *w, uint64_t seq)
 
 /* ---- the tail cache ---- */
 
+/* References dropped in runs: consecutive entries of one buffer (a received frame's, or a
+ * caller's shared batch buffer) cost one atomic operation, not one each. */
+typedef struct unref_run {
+    rr_buf *buf;
+    uint32_t n;
+} unref_run;
+
+static void run_flush(unref_run *r)
+{
+    if (r->n > 0)
+        rr_buf_unref_n(r->buf, r->n);
+    r->n = 0;
+}
+
+/* Takes over e's reference (dropped at run_flush at the latest) and clears e. */
+static void run_clear(unref_run *r, rr_entry *e)
+{
+    if (e->buf != r->buf || r->n == UINT32_MAX) {
+        run_flush(r);
+        r->buf = e->buf;
+    }
+    r->n++;
+    memset(e, 0, sizeof(*e));
+}
+
 static rr_entry *cache_slot(const rr_wal *w, rr_index_t i)
 {
     return &w->cache[i & (w->cache_cap - 1)];
@@ -137,34 +162,37 @@ static rr_entry *cache_slot(const rr_wal *w, rr_index_t i)
 
 static void cache_drop_below(rr_wal *w, rr_index_t lo)
 {
+    unref_run run = {0};
     while (w->cache_lo < lo && w->cache_lo <= log_last(w)) {
-        rr_entry_clear(cache_slot(w, w->cache_lo));
+        run_clear(&run, cache_slot(w, w->cache_lo));
         w->cache_lo++;
     }
+    run_flush(&run);
     if (w->cache_lo < lo)
         w->cache_lo = lo;
 }
 
 static void cache_drop_from(rr_wal *w, rr_index_t j)
 {
+    unref_run run = {0};
     for (rr_index_t i = j > w->cache_lo ? j : w->cache_lo; i <= log_last(w); i++)
-        rr_entry_clear(cache_slot(w, i));
+        run_clear(&run, cache_slot(w, i));
+    run_flush(&run);
     if (w->cache_lo > j)
         w->cache_lo = j;
 }
 
-/* Appends e as entry last + 1 to the cache, evicting the oldest (durable) one if full. */
-static void cache_push(rr_wal *w, const rr_entry *e)
+/* Appends e as entry last + 1 to the cache (with a reference the caller took for it),
+ * evicting the oldest (durable) one into run if full. */
+static void cache_push(rr_wal *w, const rr_entry *e, unref_run *run)
 {
     RR_ASSERT(e->index == log_last(w) + 1);
     if (e->index - w->cache_lo == w->cache_cap) {
         RR_ASSERT(w->cache_lo <= w->durable_index);
-        rr_entry_clear(cache_slot(w, w->cache_lo));
+        run_clear(run, cache_slot(w, w->cache_lo));
         w->cache_lo++;
     }
-    rr_entry *slot = cache_slot(w, e->index);
-    *slot = *e;
-    rr_buf_ref(slot->buf);
+    *cache_slot(w, e->index) = *e;
 }
 
 /* ---- queuing records ---- */
@@ -344,18 +372,19 @@ static bool cache_has_room(const rr_wal *w, rr_index_t j, size_t n)
     return new_last - w->cache_cap <= durable; /* evicted: [cache_lo, new_last - cap] */
 }
 
-static void append_one(rr_wal *w, const rr_entry *e, uint64_t *pos)
+/* Queues e, which holds two references the caller took: the queued record's (until durable
+ * and polled) and the cache's. */
+static void append_one(rr_wal *w, const rr_entry *e, uint64_t *pos, unref_run *run)
 {
     uint64_t rec = entry_record_bytes(e);
     wal_op *op = op_place(w, rec, pos);
     op->type = WAL_REC_ENTRY;
     op->ent = *e;
-    rr_buf_ref(e->buf); /* held until durable and polled */
     op->inline_bytes = RR_ENTRY_HEADER_BYTES;
     wal_record_header_init(op->hdr, WAL_REC_ENTRY, op->seg_seq,
                            (uint32_t)(rec - WAL_RECORD_HEADER_BYTES));
     rr_entry_encode_header(e, op->hdr + WAL_RECORD_HEADER_BYTES);
-    cache_push(w, e);
+    cache_push(w, e, run);
     wal_seg *seg = seg_last(w);
     if (e->index > seg->max_index)
         seg->max_index = e->index;
@@ -393,11 +422,15 @@ int rr_wal_append(rr_wal *w, const rr_entry *ents, size_t n)
         return rc;
     if (j <= log_last(w))
         truncate_from(w, j);
+    rr_entries_ref(ents, n); /* the queued records' references ... */
+    rr_entries_ref(ents, n); /* ... and the cache's: a run of one buffer at a time */
     uint64_t pos = w->tail, bytes = 0;
+    unref_run evicted = {0};
     for (size_t k = 0; k < n; k++) {
-        append_one(w, &ents[k], &pos);
+        append_one(w, &ents[k], &pos, &evicted);
         bytes += entry_record_bytes(&ents[k]);
     }
+    run_flush(&evicted);
     publish(w, pos, bytes);
     return 0;
 }
@@ -509,6 +542,7 @@ int rr_wal_poll(rr_wal *w, rr_wal_durable *out)
         return wal_mem_poll(w, out);
     /* acquire: pairs with the io thread's release of done; the batch's writes completed. */
     uint64_t done = __atomic_load_n(&w->done, __ATOMIC_ACQUIRE);
+    unref_run run = {0};
     for (uint64_t s = w->polled; s < done; s++) {
         wal_op *op = &w->ring[s & w->ring_mask];
         /* Only forward: compaction or a snapshot may have covered it already. */
@@ -517,8 +551,9 @@ int rr_wal_poll(rr_wal *w, rr_wal_durable *out)
             w->durable_index = op->ent.index;
             w->durable_term = op->ent.term;
         }
-        rr_entry_clear(&op->ent);
+        run_clear(&run, &op->ent);
     }
+    run_flush(&run);
     w->polled = done;
     RR_ASSERT(w->durable_index <= log_last(w));
     if (w->remove_pending && w->polled >= w->remove_seq_durable) {
