@@ -1287,7 +1287,7 @@ int rr_wal_open(const rr_wal_config *cfg, rr_wal **out, rr_wal_error *err)
     if (w == NULL)
         return -ENOMEM;
     w->cfg = *cfg;
-    w->dir_fd = w->wake_efd = w->done_efd = w->write_fd = w->spare_fd = w->buf_fd = -1;
+    w->dir_fd = w->wake_efd = w->done_efd = w->write_fd = w->spare_fd = -1;
     if (cfg->dir == NULL) {
         rc = wal_mem_open(w);
     } else {

@@ -47,12 +47,6 @@ _Static_assert(WAL_BATCH_IOVS_MAX / WAL_WRITEV_IOVS_MAX + 2u * WAL_BATCH_SEGMENT
  * 0.94x as one (BENCHMARKS.md, WAL section). Allocated once, at rr_wal_open. */
 #define WAL_DIRECT_BLOCK_BYTES 4096u
 #define WAL_DIRECT_STAGE_BYTES (4u << 20)
-/* RR_WAL_SYNC_DIRECT: a batch of at least this many record bytes is written through the
- * page cache instead (pwritev from the callers' buffers, fdatasync): one synchronous direct
- * write per stage keeps one request at the device at a time, where fdatasync of a buffered
- * range has it all queued at once (BENCHMARKS.md, WAL section: DIRECT 0.68-0.92x SYSCALL
- * from 1 MiB batches up, 1.14-1.43x below). */
-#define WAL_DIRECT_BUFFERED_MIN_BYTES (1u << 20)
 _Static_assert(WAL_DIRECT_STAGE_BYTES % WAL_DIRECT_BLOCK_BYTES == 0, "stage is whole blocks");
 _Static_assert(WAL_DIRECT_STAGE_BYTES >= 2u * WAL_DIRECT_BLOCK_BYTES,
                "a partial block plus new bytes fit");
@@ -172,7 +166,7 @@ struct rr_wal {
     int batch_err;
     uint64_t write_seq; /* segment open for writing (0: none) */
     int write_fd;
-    int retire_fds[2 * (WAL_BATCH_SEGMENTS_MAX + 1)]; /* closed when the batch completes */
+    int retire_fds[WAL_BATCH_SEGMENTS_MAX + 1]; /* closed when the batch completes */
     uint32_t retire_n;
     int spare_fd; /* preallocated next segment (spare.tmp), or -1 */
     /* Zero-filling a 64 MiB spare takes the disk ~0.5 s: a background thread does it so the
@@ -187,10 +181,6 @@ struct rr_wal {
     uint64_t efd_buf;
     uint32_t syncs;
     uint64_t batch_bytes; /* record bytes of the batch being written */
-    /* DIRECT: this batch goes through the page cache (WAL_DIRECT_BUFFERED_MIN_BYTES), by
-     * buf_fd, a plain descriptor of the segment being written (-1: not opened yet). */
-    bool batch_buffered;
-    int buf_fd;
     /* RR_WAL_SYNC_DIRECT: stage[0, stage_bytes) is the file's content from stage_off (a
      * block boundary) up to the io thread's tail: the partial last block, re-written with
      * the next batch, then what this batch staged. Zeros from stage_bytes to the next

@@ -35,11 +35,6 @@
  * Re-writing the partial block re-writes acknowledged records with the same bytes: a write
  * torn by a crash leaves each sector old or new, and both hold them (page writeback in the
  * buffered modes re-writes the same 4 KiB page the same way).
- * A DIRECT batch of WAL_DIRECT_BUFFERED_MIN_BYTES or more is written as in SYSCALL mode,
- * through a second, buffered descriptor: whole pages, from the staged partial block's start
- * to the next page boundary (zeros after the tail, as a direct write leaves), so the page
- * cache never reads a page in first; fdatasync; then the new partial block is read back
- * into the stage. The next direct write of that block finds the page clean and drops it.
  *
  * Any failed or short write or sync is fatal (no retry): io_err is published and the
  * thread submits nothing more.
@@ -320,9 +315,6 @@ static int segment_activate(rr_wal *w, uint64_t seq)
         return fd;
     if (w->write_fd >= 0)
         w->retire_fds[w->retire_n++] = w->write_fd;
-    if (w->buf_fd >= 0)
-        w->retire_fds[w->retire_n++] = w->buf_fd;
-    w->buf_fd = -1;
     w->write_fd = fd;
     w->write_seq = seq;
     w->stage_off = 0;
@@ -337,8 +329,7 @@ typedef struct batch {
     uint32_t chunk_start; /* first vector of the writev being built */
     uint64_t chunk_off;   /* its file offset */
     uint64_t chunk_bytes;
-    bool unsynced;     /* writes to write_fd since its last sync SQE */
-    uint64_t data_end; /* buffered DIRECT batch: end of the last record in the segment */
+    bool unsynced; /* writes to write_fd since its last sync SQE */
     uint32_t segments;
     struct io_uring_sqe *last;
 } batch;
@@ -439,25 +430,13 @@ static int stage_load(rr_wal *w, uint64_t seq, uint64_t tail_bytes)
     return rc;
 }
 
-/* How this batch writes: as its mode says, except a buffered DIRECT batch, which writes as
- * SYSCALL does, by buf_fd. */
-static uint8_t batch_mode(const rr_wal *w)
-{
-    return w->batch_buffered ? (uint8_t)RR_WAL_SYNC_SYSCALL : w->sync_mode_used;
-}
-
-static int batch_fd(const rr_wal *w)
-{
-    return w->batch_buffered ? w->buf_fd : w->write_fd;
-}
-
 /* RR_WAL_SYNC_SYSCALL: pwritev from the io thread itself; a short write continues. */
 static void chunk_write_syscall(rr_wal *w, batch *b, uint32_t n)
 {
     struct iovec *iov = w->iovs + b->chunk_start;
     uint64_t off = b->chunk_off;
     while (n > 0 && w->batch_err == 0) {
-        ssize_t k = pwritev(batch_fd(w), iov, (int)(n < IOV_MAX ? n : IOV_MAX), (off_t)off);
+        ssize_t k = pwritev(w->write_fd, iov, (int)(n < IOV_MAX ? n : IOV_MAX), (off_t)off);
         if (k < 0 && errno == EINTR)
             continue;
         if (k <= 0) {
@@ -479,14 +458,14 @@ static void chunk_write_syscall(rr_wal *w, batch *b, uint32_t n)
 
 static void chunk_flush(rr_wal *w, batch *b)
 {
-    if (batch_mode(w) == RR_WAL_SYNC_DIRECT) {
+    if (w->sync_mode_used == RR_WAL_SYNC_DIRECT) {
         stage_write(w, true);
         return;
     }
     uint32_t n = b->iov_n - b->chunk_start;
     if (n == 0)
         return;
-    if (batch_mode(w) == RR_WAL_SYNC_SYSCALL) {
+    if (w->sync_mode_used == RR_WAL_SYNC_SYSCALL) {
         chunk_write_syscall(w, b, n);
         b->chunk_start = b->iov_n;
         b->chunk_bytes = 0;
@@ -507,9 +486,9 @@ static void sync_add(rr_wal *w, batch *b)
 {
     if (!b->unsynced || w->sync_mode_used == RR_WAL_SYNC_DSYNC)
         return;
-    if (batch_mode(w) == RR_WAL_SYNC_SYSCALL) {
+    if (w->sync_mode_used == RR_WAL_SYNC_SYSCALL) {
         if (w->batch_err == 0)
-            sync_result(w, fdatasync(batch_fd(w)) == 0 ? 0 : -errno);
+            sync_result(w, fdatasync(w->write_fd) == 0 ? 0 : -errno);
         b->unsynced = false;
         return;
     }
@@ -535,7 +514,7 @@ static void record_add(rr_wal *w, batch *b, wal_op *op)
 {
     w->batch_bytes += WAL_RECORD_HEADER_BYTES + op->inline_bytes +
                       (op->type == WAL_REC_ENTRY ? op->ent.data_len : 0);
-    if (batch_mode(w) == RR_WAL_SYNC_DIRECT) {
+    if (w->sync_mode_used == RR_WAL_SYNC_DIRECT) {
         size_t ext = op->type == WAL_REC_ENTRY ? op->ent.data_len : 0;
         wal_record_seal(op->hdr, op->hdr + WAL_RECORD_HEADER_BYTES, op->inline_bytes, op->ent.data,
                         ext);
@@ -547,14 +526,6 @@ static void record_add(rr_wal *w, batch *b, wal_op *op)
         chunk_flush(w, b);
     if (b->iov_n == b->chunk_start)
         b->chunk_off = op->offset_bytes;
-    if (w->batch_buffered && w->stage_bytes > 0) {
-        /* The staged partial block first: the write starts on a page boundary. */
-        RR_ASSERT(op->offset_bytes == w->stage_off + w->stage_bytes && b->chunk_bytes == 0);
-        w->iovs[b->iov_n++] = (struct iovec){w->stage, w->stage_bytes};
-        b->chunk_off = w->stage_off;
-        b->chunk_bytes = w->stage_bytes;
-        w->stage_bytes = 0; /* its bytes are in this write now */
-    }
     size_t ext = op->type == WAL_REC_ENTRY ? op->ent.data_len : 0;
     wal_record_seal(op->hdr, op->hdr + WAL_RECORD_HEADER_BYTES, op->inline_bytes, op->ent.data,
                     ext);
@@ -562,65 +533,6 @@ static void record_add(rr_wal *w, batch *b, wal_op *op)
     if (ext > 0)
         w->iovs[b->iov_n++] = (struct iovec){(void *)op->ent.data, ext};
     b->chunk_bytes += WAL_RECORD_HEADER_BYTES + op->inline_bytes + ext;
-    b->data_end = op->offset_bytes + WAL_RECORD_HEADER_BYTES + op->inline_bytes + ext;
-}
-
-/* ---- DIRECT batches through the page cache ---- */
-
-/* Whether the batch [taken, tail) is large enough to go through the page cache. */
-static bool batch_goes_buffered(const rr_wal *w, uint64_t tail)
-{
-    if (w->sync_mode_used != RR_WAL_SYNC_DIRECT)
-        return false;
-    uint64_t bytes = 0;
-    for (uint64_t s = w->taken; s < tail && bytes < WAL_DIRECT_BUFFERED_MIN_BYTES; s++) {
-        const wal_op *op = &w->ring[s & w->ring_mask];
-        bytes += WAL_RECORD_HEADER_BYTES + op->inline_bytes +
-                 (op->type == WAL_REC_ENTRY ? op->ent.data_len : 0);
-    }
-    return bytes >= WAL_DIRECT_BUFFERED_MIN_BYTES;
-}
-
-/* Ends the batch's writes to the current segment: zeros up to the page boundary, so the
- * page cache writes whole pages (and a later direct write of the tail block finds what a
- * direct write would have left). */
-static void buffered_pad(rr_wal *w, batch *b)
-{
-    static _Alignas(WAL_DIRECT_BLOCK_BYTES) const uint8_t zeros[WAL_DIRECT_BLOCK_BYTES];
-    uint64_t end = b->chunk_off + b->chunk_bytes;
-    uint32_t pad = (uint32_t)(-end & (WAL_DIRECT_BLOCK_BYTES - 1));
-    if (b->iov_n == b->chunk_start || pad == 0)
-        return;
-    if (b->iov_n - b->chunk_start + 1 > WAL_WRITEV_IOVS_MAX)
-        return; /* a rare full chunk: the tail page is read in, nothing worse */
-    w->iovs[b->iov_n++] = (struct iovec){(void *)zeros, pad};
-    b->chunk_bytes += pad;
-}
-
-/* After the batch's sync: the partial block at the tail back into the stage (a page-cache
- * hit), for the next direct write to start from. */
-static void buffered_restage(rr_wal *w, const batch *b)
-{
-    if (b->data_end == 0 || w->batch_err != 0)
-        return;
-    w->stage_off = b->data_end & ~(uint64_t)(WAL_DIRECT_BLOCK_BYTES - 1);
-    w->stage_bytes = (uint32_t)(b->data_end - w->stage_off);
-    if (w->stage_bytes == 0)
-        return;
-    ssize_t n = pread(w->buf_fd, w->stage, w->stage_bytes, (off_t)w->stage_off);
-    if (n != (ssize_t)w->stage_bytes)
-        w->batch_err = n < 0 ? -errno : -EIO;
-}
-
-/* Opens buf_fd for the segment being written, if needed. */
-static int buffered_open(rr_wal *w)
-{
-    if (w->buf_fd >= 0)
-        return 0;
-    char path[RR_WAL_PATH_BYTES_MAX + 32];
-    wal_segment_path(w, w->write_seq, path, sizeof path);
-    w->buf_fd = open(path, O_RDWR | O_CLOEXEC); /* read: buffered_restage */
-    return w->buf_fd >= 0 ? 0 : -errno;
 }
 
 /* Takes queued records [taken, tail) as one batch (bounded by the limits) and submits it. */
@@ -630,16 +542,13 @@ static void batch_submit(rr_wal *w)
     uint64_t tail = __atomic_load_n(&w->tail, __ATOMIC_ACQUIRE);
     batch b = {0};
     uint64_t s = w->taken;
-    w->batch_buffered = batch_goes_buffered(w, tail);
     for (; s < tail; s++) {
         wal_op *op = &w->ring[s & w->ring_mask];
-        if (b.iov_n + 3 > WAL_BATCH_IOVS_MAX) /* a record, and a stage or pad vector */
+        if (b.iov_n + 2 > WAL_BATCH_IOVS_MAX)
             break;
         if (op->type == WAL_REC_SEGMENT) {
             if (b.segments == WAL_BATCH_SEGMENTS_MAX)
                 break;
-            if (w->batch_buffered)
-                buffered_pad(w, &b);
             chunk_flush(w, &b);
             sync_add(w, &b);
             int rc = segment_activate(w, op->seg_seq);
@@ -650,25 +559,12 @@ static void batch_submit(rr_wal *w)
             b.segments++;
             b.chunk_start = b.iov_n;
             b.chunk_bytes = 0;
-            b.data_end = 0;
         }
         RR_ASSERT(op->seg_seq == w->write_seq);
-        if (w->batch_buffered && w->buf_fd < 0) {
-            int rc = buffered_open(w);
-            if (rc != 0) {
-                w->batch_err = rc;
-                break;
-            }
-        }
         record_add(w, &b, op);
     }
-    if (w->batch_buffered)
-        buffered_pad(w, &b);
     chunk_flush(w, &b);
     sync_add(w, &b);
-    if (w->batch_buffered)
-        buffered_restage(w, &b);
-    w->batch_buffered = false;
     w->inflight_end = s;
     if (w->inflight_sqes == 0) { /* done already (SYSCALL mode), nothing, or a failure */
         w->inflight = w->batch_err != 0 || s != w->taken;
@@ -965,12 +861,10 @@ void wal_io_stop(rr_wal *w)
     w->retire_n = 0;
     if (w->write_fd >= 0)
         close(w->write_fd);
-    if (w->buf_fd >= 0)
-        close(w->buf_fd);
     spare_collect(w, true); /* a background fill still running: wait, then close it */
     if (w->spare_fd >= 0)
         close(w->spare_fd);
-    w->write_fd = w->spare_fd = w->buf_fd = -1;
+    w->write_fd = w->spare_fd = -1;
     free(w->iovs);
     free(w->expect_bytes);
     free(w->stage);
