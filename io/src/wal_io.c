@@ -60,8 +60,9 @@ enum { KIND_WAKE = 1, KIND_WRITE = 2, KIND_SYNC = 3 };
 
 #define SPARE_NAME       "spare.tmp"
 #define ZERO_CHUNK_BYTES (1u << 20)
-/* The background fill's pace (pace_wait): in chunks of this size, at least this fast. */
-#define FILL_CHUNK_BYTES     (256u << 10)
+/* The background fill's pace (pace_wait): at least this fast. Its writes stay 1 MiB:
+ * 256 KiB synchronous direct writes filled too slowly to keep up with a WAL writing 4 KiB
+ * entries at disk speed, and rollovers waited for the spare (BENCHMARKS.md). */
 #define FILL_MIN_BYTES_PER_S (32ull << 20)
 #define FILL_PACE_SLEEP_NS   2000000
 
@@ -112,10 +113,9 @@ static int zero_write(int fd, uint64_t off, uint64_t end, const fill_pace *pc)
 {
     /* aligned: a source buffer for O_DIRECT writes */
     static _Alignas(WAL_DIRECT_BLOCK_BYTES) const uint8_t zeros[ZERO_CHUNK_BYTES];
-    size_t chunk = pc != NULL ? FILL_CHUNK_BYTES : sizeof zeros;
     while (off < end) {
         pace_wait(pc, off, end);
-        size_t k = end - off < chunk ? (size_t)(end - off) : chunk;
+        size_t k = end - off < sizeof zeros ? (size_t)(end - off) : sizeof zeros;
         ssize_t n = pwrite(fd, zeros, k, (off_t)off);
         if (n < 0 && errno != EINTR)
             return -errno;
