@@ -201,56 +201,24 @@ static void bench_wal(rr_bench_state *st, const rr_wal_config *base, int outstan
     rr_bench_counter(st, "fsyncs", (double)d.batches, RR_BENCH_COUNTER_RATE);
 }
 
-static void bench_wal_default(rr_bench_state *st, void *arg)
-{
-    (void)arg;
-    rr_wal_config cfg;
-    rr_wal_config_init(&cfg, NULL);
-    bench_wal(st, &cfg, 1);
-}
+/* One configuration of the closed-loop family: sync and preallocation modes over the
+ * defaults (-1: keep the default), and the batches the caller keeps outstanding. */
+typedef struct wal_variant {
+    int sync_mode;
+    int prealloc_mode;
+    int outstanding;
+} wal_variant;
 
-static void bench_wal_pipelined(rr_bench_state *st, void *arg)
+static void bench_wal_variant(rr_bench_state *st, void *arg)
 {
-    (void)arg;
+    const wal_variant *v = arg;
     rr_wal_config cfg;
     rr_wal_config_init(&cfg, NULL);
-    bench_wal(st, &cfg, 2);
-}
-
-static void bench_wal_fallocate(rr_bench_state *st, void *arg)
-{
-    (void)arg;
-    rr_wal_config cfg;
-    rr_wal_config_init(&cfg, NULL);
-    cfg.prealloc_mode = RR_WAL_PREALLOC_FALLOCATE;
-    bench_wal(st, &cfg, 1);
-}
-
-static void bench_wal_syscall(rr_bench_state *st, void *arg)
-{
-    (void)arg;
-    rr_wal_config cfg;
-    rr_wal_config_init(&cfg, NULL);
-    cfg.sync_mode = RR_WAL_SYNC_SYSCALL;
-    bench_wal(st, &cfg, 1);
-}
-
-static void bench_wal_direct(rr_bench_state *st, void *arg)
-{
-    (void)arg;
-    rr_wal_config cfg;
-    rr_wal_config_init(&cfg, NULL);
-    cfg.sync_mode = RR_WAL_SYNC_DIRECT;
-    bench_wal(st, &cfg, 1);
-}
-
-static void bench_wal_dsync(rr_bench_state *st, void *arg)
-{
-    (void)arg;
-    rr_wal_config cfg;
-    rr_wal_config_init(&cfg, NULL);
-    cfg.sync_mode = RR_WAL_SYNC_DSYNC;
-    bench_wal(st, &cfg, 1);
+    if (v->sync_mode >= 0)
+        cfg.sync_mode = (uint8_t)v->sync_mode;
+    if (v->prealloc_mode >= 0)
+        cfg.prealloc_mode = (uint8_t)v->prealloc_mode;
+    bench_wal(st, &cfg, v->outstanding);
 }
 
 /* ---- the ceiling ---- */
@@ -522,10 +490,14 @@ static three_way plugged_vs_unplugged = {
 WAL_DEF_ARG(wal_direct_vs_syscall, "wal_direct_vs_syscall", bench_wal_three_way,
             &direct_vs_syscall);
 WAL_DEF_ARG(wal_inline_vs_plain, "wal_inline_vs_plain", bench_wal_three_way, &plugged_vs_unplugged);
-WAL_DEF(wal_append_direct, "wal_append_direct", bench_wal_direct);
+static wal_variant v_default = {-1, -1, 1}, v_pipelined = {-1, -1, 2},
+                   v_fallocate = {-1, RR_WAL_PREALLOC_FALLOCATE, 1},
+                   v_syscall = {RR_WAL_SYNC_SYSCALL, -1, 1}, v_direct = {RR_WAL_SYNC_DIRECT, -1, 1},
+                   v_dsync = {RR_WAL_SYNC_DSYNC, -1, 1};
+WAL_DEF_ARG(wal_append_direct, "wal_append_direct", bench_wal_variant, &v_direct);
 WAL_DEF(plain_write_fdatasync, "plain_write_fdatasync", bench_plain);
-WAL_DEF(wal_append, "wal_append", bench_wal_default);
-WAL_DEF(wal_append_pipelined, "wal_append_pipelined", bench_wal_pipelined);
-WAL_DEF(wal_append_fallocate, "wal_append_fallocate", bench_wal_fallocate);
-WAL_DEF(wal_append_dsync, "wal_append_dsync", bench_wal_dsync);
-WAL_DEF(wal_append_syscall, "wal_append_syscall", bench_wal_syscall);
+WAL_DEF_ARG(wal_append, "wal_append", bench_wal_variant, &v_default);
+WAL_DEF_ARG(wal_append_pipelined, "wal_append_pipelined", bench_wal_variant, &v_pipelined);
+WAL_DEF_ARG(wal_append_fallocate, "wal_append_fallocate", bench_wal_variant, &v_fallocate);
+WAL_DEF_ARG(wal_append_dsync, "wal_append_dsync", bench_wal_variant, &v_dsync);
+WAL_DEF_ARG(wal_append_syscall, "wal_append_syscall", bench_wal_variant, &v_syscall);
