@@ -306,13 +306,19 @@ static void publish(rr_wal *w, uint64_t pos, uint64_t bytes)
     wal_io_wake(w);
 }
 
+/* What a plug queued is written, or the io thread was told: nothing is owed. */
+static void owed_settle(rr_wal *w)
+{
+    w->wake_owed = false;
+    w->plugged_bytes = 0;
+}
+
 /* Pays a wake-up a plug held back. */
 static void wake_if_owed(rr_wal *w)
 {
     if (w->wake_owed)
         wal_io_wake(w);
-    w->wake_owed = false;
-    w->plugged_bytes = 0;
+    owed_settle(w);
 }
 
 /* -EAGAIN: the queue is full, and the io thread must be emptying it while the caller
@@ -601,8 +607,7 @@ int rr_wal_wait(rr_wal *w, uint64_t seq, rr_wal_durable *out)
             return rc;
         /* This thread would only sleep: write the batch here if the io thread is idle. */
         if (wal_io_write_here(w) == 1) {
-            w->wake_owed = false;
-            w->plugged_bytes = 0;
+            owed_settle(w);
             continue;
         }
         wake_if_owed(w);
@@ -633,8 +638,7 @@ int rr_wal_unplug(rr_wal *w, uint64_t inline_bytes_max)
         rc = rr_wal_poll(w, NULL);
         if (rc == 0)
             rc = 1;
-        w->wake_owed = false;
-        w->plugged_bytes = 0;
+        owed_settle(w);
     }
     wake_if_owed(w);
     return rc;
