@@ -581,8 +581,7 @@ int rr_wal_poll(rr_wal *w, rr_wal_durable *out)
  * reached seq. */
 static bool spin_for_done(rr_wal *w, uint64_t seq)
 {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = wal_mono_ns();
     for (;;) {
         for (int k = 0; k < 64; k++) {
             /* acquire: as in rr_wal_poll, which the caller runs next. */
@@ -590,9 +589,7 @@ static bool spin_for_done(rr_wal *w, uint64_t seq)
                 return true;
             __builtin_ia32_pause();
         }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        int64_t ns = (t.tv_sec - t0.tv_sec) * 1000000000 + (t.tv_nsec - t0.tv_nsec);
-        if (ns > WAL_WAIT_SPIN_NS)
+        if (wal_mono_ns() - t0 > WAL_WAIT_SPIN_NS)
             return false;
     }
 }

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "ringraft/wal.h"
 #include "wal_record.h"
@@ -194,6 +195,14 @@ struct rr_wal {
      * writer (or before the io thread starts), read by any thread (relaxed: a statistic). */
     uint8_t sync_mode_used;
 };
+
+/* CLOCK_MONOTONIC in nanoseconds (the bounded spin, the fill's pace). */
+static inline uint64_t wal_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* wal_io.c */
 int wal_io_start(rr_wal *w);

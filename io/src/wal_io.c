@@ -71,13 +71,6 @@ int wal_segment_path(const rr_wal *w, uint64_t seq, char *out, size_t cap)
     return snprintf(out, cap, "%s/%016" PRIx64 ".wal", w->dir, seq);
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Pacing of a background fill. Every byte of zeros the fill writes sits in the device's
  * volatile cache until the next flush, and the WAL's next sync is that flush: a fill at
  * full speed made a lightly loaded WAL's syncs pay for megabytes of zeros (window-1 commit
@@ -98,7 +91,7 @@ static void pace_wait(const fill_pace *pc, uint64_t filled, uint64_t total)
         if (__atomic_load_n(&pc->w->prealloc_hurry, __ATOMIC_RELAXED))
             return;
         uint64_t wal = __atomic_load_n(&pc->w->bytes_done, __ATOMIC_RELAXED) - pc->wal0_bytes;
-        double elapsed_s = (double)(mono_ns() - pc->t0_ns) * 1e-9;
+        double elapsed_s = (double)(wal_mono_ns() - pc->t0_ns) * 1e-9;
         double need = (double)wal / ((double)total / 2);
         double floor = elapsed_s * (double)FILL_MIN_BYTES_PER_S / (double)total;
         if ((double)filled / (double)total <= (need > floor ? need : floor))
@@ -217,7 +210,7 @@ static void *prealloc_main(void *arg)
     rr_wal *w = arg;
     (void)pthread_setname_np(pthread_self(), "rr-wal-fill");
     fill_pace pc = {.w = w,
-                    .t0_ns = mono_ns(),
+                    .t0_ns = wal_mono_ns(),
                     .wal0_bytes = __atomic_load_n(&w->bytes_done, __ATOMIC_RELAXED)};
     int fd = openat(w->dir_fd, SPARE_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int result = fd < 0 ? -errno : fd;
