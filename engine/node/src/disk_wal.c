@@ -47,9 +47,10 @@ static void reset_fd(int fd)
 _Static_assert(DISK_WAL_CHUNK_ENTRIES * 2 <= RR_WAL_QUEUE_RECORDS_DEFAULT,
                "a chunk fits the WAL's queue with room for what is in flight");
 
-/* Largest batch (record bytes) the raft thread writes itself. A write of a few KiB and one
- * of 32 KiB take about as long on this disk (BENCHMARKS.md: one device write and flush);
- * larger batches come from a loaded leader, whose raft thread has better things to do. */
+/* Largest batch (record bytes) the raft thread writes itself. Chosen, not tuned: a window-1
+ * turn queues one entry and a hard state (well under 1 KiB), while a loaded leader's turns
+ * queue hundreds of KiB (BENCHMARKS.md), and its raft thread has better things to do than
+ * wait for those writes. */
 #define DISK_WAL_INLINE_BYTES_MAX (32u << 10)
 
 typedef struct disk_wal {
