@@ -108,14 +108,15 @@ static inline void stat_add(_Atomic uint64_t *c, uint64_t n)
     atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-/* Bytes a queued message counts against its peer's send queue bound: its encoding, plus
- * snapshot data that streams in chunks. */
+/* Bytes a queued message counts against its peer's send queue bound: its encoding (inline
+ * snapshot data included). The data of a snapshot that streams does not count: it is
+ * referenced, never copied, and leaves one chunk frame at a time as the socket drains, so
+ * it holds no queue memory of its own; the core sends a follower one snapshot at a time.
+ * Counting it made every snapshot larger than the bound unsendable (dropped, the follower
+ * reported unreachable, over and over). */
 static inline uint64_t msg_account_bytes(const rr_message *m)
 {
-    uint64_t n = rr_codec_message_bytes(m);
-    if (rr_codec_snapshot_streams(m))
-        n += m->snapshot->data_len;
-    return n;
+    return rr_codec_message_bytes(m);
 }
 
 #endif

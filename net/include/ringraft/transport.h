@@ -34,7 +34,9 @@
  *   reference, so a follower can persist the received entry encoding without a copy.
  *
  * Limits: each peer's send queue is bounded in bytes (send_queue_bytes_max, counting
- * messages queued and frames not yet released by the kernel) and in messages
+ * messages queued and frames not yet released by the kernel, but not the data of a
+ * snapshot that streams in chunks: any snapshot up to RR_CODEC_SNAPSHOT_BYTES_MAX can be
+ * sent whatever the bound) and in messages
  * (RR_TRANSPORT_QUEUE_MSGS_MAX); a message that does not fit is dropped, the send returns
  * -ENOBUFS, and the peer is reported unreachable. Received messages wait in a bounded
  * ring; when the raft thread falls behind, the net thread drops (counted in stats).
