@@ -5,9 +5,10 @@
  *   snapshot/first ... applied ... applying ... committed ... stabled ... last
  *   |<-------------- storage (persisted) ------------->|<-- unstable -->|
  *
- * Invariants (asserted):
- *   applied <= applying <= committed <= last_index, and first_index - 1 <= applied except
- *   between rr_log_restore() and the application of that snapshot
+ * Invariants (asserted in check_invariants, but for the one marked "kept, not asserted"):
+ *   applied <= applying <= committed <= last_index; first_index - 1 <= applied except
+ *   between rr_log_restore() and the application of that snapshot (kept, not asserted:
+ *   the exception has no state of its own to test against)
  *   unstable.offset == index of unstable.entries.v[0] (== stabled + 1 once entries exist),
  *   and a pending unstable snapshot, if any, has index offset - 1 when restored and below
  *   offset always (entries after it may be reported stable before the snapshot is).

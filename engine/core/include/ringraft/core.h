@@ -69,6 +69,8 @@ static inline void rr_buf_unref(rr_buf *buf)
         buf->release(buf);
 }
 
+/* rr_buf_ref / rr_buf_unref n times in one atomic operation (a run of entries sharing buf);
+ * NULL is ignored. */
 static inline void rr_buf_ref_n(rr_buf *buf, uint32_t n)
 {
     if (buf != NULL)
@@ -155,9 +157,11 @@ typedef struct rr_id_set {
     rr_node_id_t ids[RR_NODES_MAX];
 } rr_id_set;
 
+/* Whether id is in s (binary search). */
 bool rr_id_set_contains(const rr_id_set *s, rr_node_id_t id);
 /* Inserts keeping order; returns false when full (RR_NODES_MAX). Present ids are kept. */
 bool rr_id_set_insert(rr_id_set *s, rr_node_id_t id);
+/* Removes id, keeping order; an absent id is not an error. */
 void rr_id_set_remove(rr_id_set *s, rr_node_id_t id);
 
 /* The membership as persisted in snapshots (etcd's ConfState). */
@@ -169,6 +173,7 @@ typedef struct rr_conf_state {
     bool auto_leave;
 } rr_conf_state;
 
+/* Whether a and b hold the same sets and auto_leave (the sets are sorted: order-free). */
 bool rr_conf_state_equal(const rr_conf_state *a, const rr_conf_state *b);
 
 typedef struct rr_snapshot_meta {
@@ -335,9 +340,15 @@ typedef struct rr_storage {
  * the simulator. Not thread-safe. */
 typedef struct rr_memstorage rr_memstorage;
 
+/* An empty storage (the dummy at index 0, term 0), or NULL when out of memory. */
 rr_memstorage *rr_memstorage_new(void);
+/* Frees ms, its entries (dropping their buffer references) and its snapshot; NULL is
+ * ignored. Any rr_storage made from it is invalid afterwards. */
 void rr_memstorage_free(rr_memstorage *ms);
+/* The Storage interface over ms, for rr_config.storage; valid until rr_memstorage_free.
+ * The core only reads through it: writes go through the rr_memstorage_* calls. */
 rr_storage rr_memstorage_storage(rr_memstorage *ms);
+/* Records hs as the persisted hard state (copied). */
 void rr_memstorage_set_hard_state(rr_memstorage *ms, const rr_hard_state *hs);
 /* Replaces the log with the snapshot's (index, term). Returns 0 or RR_ERR_SNAP_OUT_OF_DATE. */
 int rr_memstorage_apply_snapshot(rr_memstorage *ms, const rr_snapshot *snap);
@@ -430,6 +441,9 @@ typedef struct rr_ready {
     bool must_sync;
 } rr_ready;
 
+/* Frees what the Ready owns (its copies of entries, messages, snapshot and read states,
+ * dropping buffer references) and zeroes it; a message moved out of it first (struct
+ * copied, slot zeroed) is not touched. */
 void rr_ready_free(rr_ready *rd);
 
 typedef enum rr_progress_state {
@@ -470,6 +484,8 @@ typedef struct rr_rawnode rr_rawnode;
  * valid until rr_rawnode_free. Returns 0 and *out, or -EINVAL (bad config, or a hard state
  * inconsistent with the stored log) / -ENOMEM / a storage error. */
 int rr_rawnode_new(const rr_config *cfg, rr_rawnode **out);
+/* Frees the RawNode; NULL is ignored. A Ready already handed out stays valid (it owns its
+ * copies) until its rr_ready_free; the storage is the caller's and is not touched. */
 void rr_rawnode_free(rr_rawnode *rn);
 
 /* Advances the logical clock by one tick (heartbeats, elections, check quorum). */
@@ -513,6 +529,8 @@ void rr_rawnode_apply_conf_change(rr_rawnode *rn, const rr_conf_change *cc, rr_c
  * the network, or -ENOENT for a response from a node the configuration does not track. */
 int rr_rawnode_step(rr_rawnode *rn, const rr_message *m);
 
+/* Whether rr_rawnode_ready would return anything new: messages, entries to persist or
+ * apply, a changed hard or soft state, a snapshot or read states. */
 bool rr_rawnode_has_ready(const rr_rawnode *rn);
 /* Collects the Ready (call when rr_rawnode_has_ready). The caller owns it until
  * rr_ready_free(); it stays valid across later calls on the rawnode. Handing it out
