@@ -379,8 +379,8 @@ static bool cache_has_room(const rr_wal *w, rr_index_t j, size_t n)
 }
 
 /* Queues e, which holds two references the caller took: the queued record's (until durable
- * and polled) and the cache's. */
-static void append_one(rr_wal *w, const rr_entry *e, uint64_t *pos, unref_run *run)
+ * and polled) and the cache's. Returns the record's bytes. */
+static uint64_t append_one(rr_wal *w, const rr_entry *e, uint64_t *pos, unref_run *run)
 {
     uint64_t rec = entry_record_bytes(e);
     wal_op *op = op_place(w, rec, pos);
@@ -400,6 +400,7 @@ static void append_one(rr_wal *w, const rr_entry *e, uint64_t *pos, unref_run *r
                                                   .data_len = e->data_len,
                                                   .type = e->type,
                                                   .nil = e->data == NULL};
+    return rec;
 }
 
 int rr_wal_append(rr_wal *w, const rr_entry *ents, size_t n)
@@ -432,10 +433,8 @@ int rr_wal_append(rr_wal *w, const rr_entry *ents, size_t n)
     rr_entries_ref(ents, n); /* ... and the cache's: a run of one buffer at a time */
     uint64_t pos = w->tail, bytes = 0;
     unref_run evicted = {0};
-    for (size_t k = 0; k < n; k++) {
-        append_one(w, &ents[k], &pos, &evicted);
-        bytes += entry_record_bytes(&ents[k]);
-    }
+    for (size_t k = 0; k < n; k++)
+        bytes += append_one(w, &ents[k], &pos, &evicted);
     run_flush(&evicted);
     publish(w, pos, bytes);
     return 0;
