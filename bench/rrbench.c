@@ -41,11 +41,8 @@ typedef struct bench {
     rr_node *nodes[NODES_MAX + 1];
     rr_transport_hub *hub;
     rr_node_id_t leader; /* where clients propose (atomic) */
-    uint32_t measuring;  /* atomic: 1 during the measured window */
     uint32_t stopping;   /* atomic */
-    uint64_t committed;  /* atomic: committed in the measured window */
-    uint64_t failed;     /* atomic: any other outcome */
-    rr_hist lat;         /* leader's apply thread only */
+    rrbench_tally tally; /* written by the leader's apply thread */
     /* --rate: free slots (the pacer takes, completions give back) and sends missed. */
     pthread_mutex_t free_mu;
     struct slot **free;
@@ -64,6 +61,18 @@ uint64_t rrbench_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void rrbench_tally_done(rrbench_tally *t, const rr_node_result *res, uint64_t start_ns)
+{
+    if (!__atomic_load_n(&t->measuring, __ATOMIC_RELAXED))
+        return;
+    if (res->status == RR_NODE_COMMITTED) {
+        rr_hist_record(&t->lat, rrbench_now_ns() - start_ns);
+        __atomic_fetch_add(&t->committed, 1, __ATOMIC_RELAXED);
+    } else {
+        __atomic_fetch_add(&t->failed, 1, __ATOMIC_RELAXED);
+    }
 }
 
 static void usage(void)
@@ -258,14 +267,7 @@ static void on_done(void *ctx, const rr_node_result *res)
 {
     slot *s = ctx;
     bench *b = s->b;
-    if (__atomic_load_n(&b->measuring, __ATOMIC_RELAXED)) {
-        if (res->status == RR_NODE_COMMITTED) {
-            rr_hist_record(&b->lat, rrbench_now_ns() - s->start_ns);
-            __atomic_fetch_add(&b->committed, 1, __ATOMIC_RELAXED);
-        } else {
-            __atomic_fetch_add(&b->failed, 1, __ATOMIC_RELAXED);
-        }
-    }
+    rrbench_tally_done(&b->tally, res, s->start_ns);
     if (res->status == RR_NODE_NOT_LEADER && res->leader_hint != RR_NODE_ID_NONE)
         __atomic_store_n(&b->leader, res->leader_hint, __ATOMIC_RELAXED);
     if (b->o.rate > 0) { /* open loop: the pacer proposes; the slot is free again */
@@ -310,7 +312,7 @@ static void *pacer_main(void *arg)
             slot *s = b->n_free > 0 ? b->free[--b->n_free] : NULL;
             pthread_mutex_unlock(&b->free_mu);
             if (s == NULL) {
-                if (__atomic_load_n(&b->measuring, __ATOMIC_RELAXED))
+                if (__atomic_load_n(&b->tally.measuring, __ATOMIC_RELAXED))
                     __atomic_fetch_add(&b->missed, 1, __ATOMIC_RELAXED);
                 continue;
             }
@@ -630,7 +632,7 @@ int main(int argc, char **argv)
     b->o = o;
     for (uint32_t i = 0; i < b->o.size_bytes; i++)
         b->payload[i] = (uint8_t)(i * 131u);
-    rr_hist_reset(&b->lat);
+    rr_hist_reset(&b->tally.lat);
     sm_ctx sms[NODES_MAX + 1];
     start_cluster(b, sms);
     b->leader = wait_leader(b);
@@ -658,9 +660,9 @@ int main(int argc, char **argv)
     }
     double cpu0 = rrbench_cpu_s();
     uint64_t t0 = rrbench_now_ns();
-    __atomic_store_n(&b->measuring, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->tally.measuring, 1, __ATOMIC_RELAXED);
     sleep_s(b->o.duration_s);
-    __atomic_store_n(&b->measuring, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->tally.measuring, 0, __ATOMIC_RELAXED);
     uint64_t t1 = rrbench_now_ns();
     double cpu1 = rrbench_cpu_s();
     for (rr_node_id_t id = 1; id <= b->o.nodes; id++)
@@ -675,9 +677,9 @@ int main(int argc, char **argv)
     r->missed = b->missed;
     r->secs = (double)(t1 - t0) / 1e9;
     r->cpu_s = cpu1 - cpu0;
-    r->committed = b->committed;
-    r->failed = b->failed;
-    r->lat = b->lat;
+    r->committed = b->tally.committed;
+    r->failed = b->tally.failed;
+    r->lat = b->tally.lat;
     r->leader0 = st0[b->leader];
     r->leader1 = st1[b->leader];
     rrbench_report(&b->o, r);

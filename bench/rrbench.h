@@ -58,7 +58,18 @@ typedef struct rrbench_result {
     rr_node_stats leader0, leader1; /* the leader's counters at the window's start and end */
 } rrbench_result;
 
+/* What the proposing side counts in the measured window: measuring is set and cleared by
+ * the driver; the rest is written by the proposing node's apply thread (completions). */
+typedef struct rrbench_tally {
+    uint32_t measuring; /* atomic: 1 during the measured window */
+    uint64_t committed; /* atomic: committed in the window */
+    uint64_t failed;    /* atomic: any other outcome in the window */
+    rr_hist lat;        /* commit latency of those committed */
+} rrbench_tally;
+
 uint64_t rrbench_now_ns(void);
+/* Counts the result of a proposal made at start_ns, if the window is open. */
+void rrbench_tally_done(rrbench_tally *t, const rr_node_result *res, uint64_t start_ns);
 double rrbench_cpu_s(void);
 void rrbench_die(const char *what, int rc);
 /* Opens node id's WAL under o->dir (or an in-memory one with --no-fsync); exits on error. */

@@ -153,12 +153,9 @@ struct child {
     uint64_t applied; /* the state machine (first: rrbench_node_new's snapshots) */
     const opts *o;
     rr_node *node;
-    uint32_t measuring;       /* atomic */
     uint32_t stopping;        /* atomic */
-    uint64_t committed;       /* atomic, in the window */
-    uint64_t failed;          /* atomic, in the window */
     uint64_t next_seq;        /* atomic */
-    rr_hist lat;              /* apply thread */
+    rrbench_tally tally;      /* apply thread */
     idlog acked, applied_ids; /* apply thread */
     pthread_mutex_t mu;
     pslot **parked; /* slots waiting for this node to lead, under mu */
@@ -180,14 +177,7 @@ static void on_done(void *ctx, const rr_node_result *res)
 {
     pslot *s = ctx;
     child *c = s->c;
-    if (__atomic_load_n(&c->measuring, __ATOMIC_RELAXED)) {
-        if (res->status == RR_NODE_COMMITTED) {
-            rr_hist_record(&c->lat, rrbench_now_ns() - s->start_ns);
-            __atomic_fetch_add(&c->committed, 1, __ATOMIC_RELAXED);
-        } else {
-            __atomic_fetch_add(&c->failed, 1, __ATOMIC_RELAXED);
-        }
-    }
+    rrbench_tally_done(&c->tally, res, s->start_ns);
     if (res->status == RR_NODE_COMMITTED && c->o->verify)
         idlog_add(&c->acked, rr_le_get_u64(s->payload));
     if (res->status != RR_NODE_COMMITTED || __atomic_load_n(&c->stopping, __ATOMIC_RELAXED))
@@ -277,7 +267,7 @@ int rrbench_node_process(const opts *o)
     child *c = calloc(1, sizeof(*c));
     c->o = o;
     c->acked.fd = c->applied_ids.fd = -1;
-    rr_hist_reset(&c->lat);
+    rr_hist_reset(&c->tally.lat);
     pthread_mutex_init(&c->mu, NULL);
     uint32_t n_slots = o->clients * o->window;
     pslot *slots = calloc(n_slots, sizeof(*slots));
@@ -324,7 +314,7 @@ int rrbench_node_process(const opts *o)
             cpu0 = rrbench_cpu_s();
             w0 = now;
             in_window = true;
-            __atomic_store_n(&c->measuring, 1, __ATOMIC_RELAXED);
+            __atomic_store_n(&c->tally.measuring, 1, __ATOMIC_RELAXED);
         }
         leading = say_if_leading(c, leading);
         if (leading) { /* re-arm the parked clients; outside mu: proposing may park again */
@@ -338,7 +328,7 @@ int rrbench_node_process(const opts *o)
         }
         sleep_ns(2000000);
     }
-    __atomic_store_n(&c->measuring, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->tally.measuring, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&c->stopping, 1, __ATOMIC_RELAXED);
     uint64_t w1 = rrbench_now_ns();
     rep->cpu_s = rrbench_cpu_s() - cpu0;
@@ -363,14 +353,14 @@ int rrbench_node_process(const opts *o)
         }
         sleep_ns(20000000);
     }
-    rep->committed = __atomic_load_n(&c->committed, __ATOMIC_RELAXED);
-    rep->failed = __atomic_load_n(&c->failed, __ATOMIC_RELAXED);
+    rep->committed = __atomic_load_n(&c->tally.committed, __ATOMIC_RELAXED);
+    rep->failed = __atomic_load_n(&c->tally.failed, __ATOMIC_RELAXED);
     /* The histogram and id logs belong to the apply thread: stop the node first. Every
      * node settles while all still run, so the last commit index has reached the followers
      * (a heartbeat a tick) before any leader stops. */
     uint8_t cmd = 0;
     rr_node_stop(c->node);
-    rep->lat = c->lat;
+    rep->lat = c->tally.lat;
     idlog_flush(&c->acked);
     idlog_flush(&c->applied_ids);
     send_msg(MSG_REPORT, rep, sizeof(*rep));
