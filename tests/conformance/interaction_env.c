@@ -442,7 +442,7 @@ static int process_apply(rr_ienv *e, rr_ienv_node *n, const rr_entry *ents, size
             if (rc != 0)
                 return rr_ienv_fail(e, "cannot decode conf change at %" PRIu64 ": error %d",
                                     ent->index, rc);
-            rr_rawnode_apply_conf_change(n->rn, &cc, &cs);
+            rr_rawnode_apply_conf_change(n->rn, ent->index, &cc, &cs);
             have_cs = true;
             update = cc.context;
             update_len = cc.context_len;

@@ -89,14 +89,6 @@ static int apply_op(rr_memstorage *ms, const rr_message *op)
 {
     if (!hard_state_empty(op)) {
         rr_hard_state hs = {.term = op->term, .vote = op->vote, .commit = op->commit};
-        /* A snapshot taken meanwhile may have raised the stored commit index past this
-         * queued write's (rr_sim_snapshot_take): commit knowledge only grows. */
-        rr_storage st = rr_memstorage_storage(ms);
-        rr_hard_state cur;
-        rr_conf_state cs;
-        (void)st.ops->initial_state(st.ctx, &cur, &cs);
-        if (cur.commit > hs.commit)
-            hs.commit = cur.commit;
         rr_memstorage_set_hard_state(ms, &hs);
     }
     if (op->snapshot != NULL) {

@@ -155,18 +155,6 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-static void raise_commit(rr_memstorage *ms, rr_index_t i)
-{
-    rr_storage st = rr_memstorage_storage(ms);
-    rr_hard_state hs;
-    rr_conf_state cs;
-    (void)st.ops->initial_state(st.ctx, &hs, &cs);
-    if (hs.commit >= i || rr_sim_storage_snap_index(ms) < i)
-        return;
-    hs.commit = i;
-    rr_memstorage_set_hard_state(ms, &hs);
-}
-
 /* Writes a snapshot of the state machine to both images (the application writes and
  * syncs its snapshots itself). */
 void rr_sim_snapshot_take(rr_sim_node *n)
@@ -183,11 +171,9 @@ void rr_sim_snapshot_take(rr_sim_node *n)
     if (rr_memstorage_create_snapshot(n->cache, i, &n->sm_conf, b->data, 16, &b->hdr) == 0)
         (void)rr_memstorage_create_snapshot(n->durable, i, &n->sm_conf, b->data, 16, &b->hdr);
     rr_buf_unref(&b->hdr);
-    /* Everything in the snapshot is committed: say so in the durable hard state too, or a
-     * restart would find the snapshot ahead of the commit index (async mode applies
-     * entries before the commit index that covers them is durable). */
-    raise_commit(n->cache, i);
-    raise_commit(n->durable, i);
+    /* In async mode the snapshot may be ahead of the durable commit index (entries apply
+     * before the hard state that commits them is written); the core starts from the
+     * snapshot then (test_restart_with_commit_below_snapshot). */
 }
 
 void rr_sim_snapshot_create(rr_sim *s, rr_sim_node *n)
@@ -238,24 +224,38 @@ static void apply_conf_change(rr_sim *s, rr_sim_node *n, const rr_entry *e)
         return;
     }
     /* The core's configuration is the one the state machine has applied; a difference
-     * would make the change below apply to the wrong configuration. */
+     * would make the change below apply to the wrong configuration. Apply work queued
+     * before the core restored a snapshot (async mode) is the exception: the core already
+     * has the snapshot's configuration and declines changes it covers, and the state
+     * machine is restored from that snapshot next. */
     rr_status st;
     rr_rawnode_status(n->rn, &st);
-    if (!rr_conf_state_equal(&st.config, &n->sm_conf)) {
+    bool same = rr_conf_state_equal(&st.config, &n->sm_conf);
+    rr_conf_state cs;
+    if (!rr_rawnode_apply_conf_change(n->rn, e->index, &cc, &cs)) {
+        if (e->index > n->restored_snap_index)
+            rr_sim_fail(s, "state-machine-safety",
+                        "node %llu: core declined the conf change at %llu, above its restored "
+                        "snapshot %llu",
+                        (unsigned long long)n->id, (unsigned long long)e->index,
+                        (unsigned long long)n->restored_snap_index);
+        return;
+    }
+    if (!same) {
         rr_sim_fail(s, "state-machine-safety",
                     "node %llu: core configuration differs from the applied one at %llu",
                     (unsigned long long)n->id, (unsigned long long)e->index);
         return;
     }
-    rr_rawnode_apply_conf_change(n->rn, &cc, &n->sm_conf);
+    n->sm_conf = cs;
 }
 
 void rr_sim_apply(rr_sim *s, rr_sim_node *n, const rr_entry *ents, uint32_t n_ents)
 {
     for (uint32_t k = 0; k < n_ents && !s->failed; k++) {
         const rr_entry *e = &ents[k];
-        if (e->index <= n->sm_index || e->index <= n->apply_skip_upto)
-            continue; /* in the snapshot the state machine was or will be restored from */
+        if (e->index <= n->sm_index)
+            continue; /* in the snapshot the state machine was restored from */
         if (e->index != n->sm_index + 1) {
             rr_sim_fail(s, "monotonic-apply", "node %u applies %llu after %llu", (unsigned)n->id,
                         (unsigned long long)e->index, (unsigned long long)n->sm_index);
@@ -294,11 +294,9 @@ static void schedule_apply(rr_sim *s, rr_sim_node *n)
 static void route(rr_sim *s, rr_sim_node *n, rr_message *m)
 {
     if (m->to == RR_LOCAL_APPEND_THREAD) {
-        /* The core has restored this snapshot: its configuration already includes every
-         * conf change up to it, so apply work still queued below it must not be applied
-         * again (async mode only; etcd behaves the same). */
-        if (m->snapshot != NULL && m->snapshot->meta.index > n->apply_skip_upto)
-            n->apply_skip_upto = m->snapshot->meta.index;
+        /* The core has restored this snapshot (the checkers' record, see sim.h). */
+        if (m->snapshot != NULL && m->snapshot->meta.index > n->restored_snap_index)
+            n->restored_snap_index = m->snapshot->meta.index;
         rr_sim_disk_write(s, n, m, false);
     } else if (m->to == RR_LOCAL_APPLY_THREAD) {
         rr_sim_msgq_push(&n->apply_queue, m);
@@ -398,7 +396,7 @@ void rr_sim_crash(rr_sim *s, uint32_t node)
     rr_sim_disk_crash(s, n);
     rr_sim_msgq_free(&n->apply_queue);
     n->up = false;
-    n->apply_skip_upto = 0;
+    n->restored_snap_index = 0;
     n->epoch++;
     n->state = RR_STATE_FOLLOWER;
     n->lead = 0;

@@ -118,8 +118,10 @@ typedef struct rr_sim_node {
     rr_sim_msgq apply_queue; /* MsgStorageApply waiting for the apply thread */
     uint64_t fsync_last_us;  /* fsyncs complete in order */
     uint64_t apply_last_us;
-    rr_index_t apply_skip_upto; /* queued apply work below a restored snapshot is void */
-    uint32_t tick_us;           /* skewed tick period */
+    /* Newest snapshot the core restored since start: the only reason it may decline a
+     * conf change handed out for application (rr_rawnode_apply_conf_change). */
+    rr_index_t restored_snap_index;
+    uint32_t tick_us; /* skewed tick period */
     /* the state machine: a hash chain over applied entries, and the configuration */
     rr_index_t sm_index;
     uint64_t sm_hash;

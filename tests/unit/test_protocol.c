@@ -115,7 +115,7 @@ static void apply_entries(tnode *t, const rr_entry *ents, uint32_t n)
                 rr_conf_change_decode(e->data, e->data_len, e->type == RR_ENTRY_CONF_CHANGE, &cc),
                 0);
             rr_conf_state cs;
-            rr_rawnode_apply_conf_change(t->rn, &cc, &cs);
+            rr_rawnode_apply_conf_change(t->rn, e->index, &cc, &cs);
         }
     }
 }
@@ -733,6 +733,170 @@ static void test_conf_change_adds_learner_then_promotes(void **state)
     free(c);
 }
 
+/* Async mode: apply work handed out before the follower restores a snapshot may reach the
+ * application after the restore. Its conf changes are already in the snapshot's
+ * configuration: applying one again would change the configuration wrongly (here: remove
+ * a voter the snapshot has) or assert. rr-sim found this; the core now declines them. */
+
+/* Takes every Ready of an async node: persists MsgStorageAppend and steps its responses,
+ * keeps the last MsgStorageApply in *held (unanswered), drops messages to peers. */
+static void async_follower_ready(tnode *t, rr_message *held)
+{
+    while (rr_rawnode_has_ready(t->rn)) {
+        rr_ready rd;
+        assert_int_equal(rr_rawnode_ready(t->rn, &rd), 0);
+        for (uint32_t k = 0; k < rd.n_messages; k++) {
+            rr_message *m = &rd.messages[k];
+            if (m->type == RR_MSG_STORAGE_APPEND) {
+                if (m->snapshot != NULL)
+                    assert_int_equal(rr_memstorage_apply_snapshot(t->ms, m->snapshot), 0);
+                assert_int_equal(rr_memstorage_append(t->ms, m->entries, m->n_entries), 0);
+                for (uint32_t r = 0; r < m->n_responses; r++)
+                    assert_int_equal(rr_rawnode_step(t->rn, &m->responses[r]), 0);
+            } else if (m->type == RR_MSG_STORAGE_APPLY) {
+                rr_message_free(held);
+                *held = *m;
+                memset(m, 0, sizeof(*m));
+            }
+        }
+        rr_ready_free(&rd);
+    }
+}
+
+static void test_async_apply_below_restored_snapshot_is_declined(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    c->n = 3;
+    node_init(c, 1, NULL, 0, 0, true, false); /* node 2 of voters {1, 2, 3}, async */
+    tnode *t = &c->nodes[1];
+
+    /* Leader 1 replicates and commits [1: remove voter 3, 2: "x"]. */
+    rr_conf_change cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.v1 = true;
+    cc.n_changes = 1;
+    cc.changes[0] = (rr_conf_change_single){.type = RR_CONF_REMOVE_NODE, .node_id = 3};
+    uint8_t ccbuf[64];
+    int cclen = rr_conf_change_encode(&cc, ccbuf, sizeof ccbuf);
+    assert_true(cclen > 0);
+    rr_entry ents[2];
+    memset(ents, 0, sizeof(ents));
+    ents[0] = (rr_entry){.term = 1,
+                         .index = 1,
+                         .type = RR_ENTRY_CONF_CHANGE,
+                         .data = ccbuf,
+                         .data_len = (uint32_t)cclen};
+    ents[1] = (rr_entry){.term = 1,
+                         .index = 2,
+                         .type = RR_ENTRY_NORMAL,
+                         .data = (const uint8_t *)"x",
+                         .data_len = 1};
+    rr_message app;
+    memset(&app, 0, sizeof(app));
+    app.type = RR_MSG_APP;
+    app.from = 1;
+    app.to = 2;
+    app.term = 1;
+    app.commit = 2;
+    app.entries = ents;
+    app.n_entries = 2;
+    assert_int_equal(rr_rawnode_step(t->rn, &app), 0);
+    rr_message held;
+    memset(&held, 0, sizeof(held));
+    async_follower_ready(t, &held);
+    assert_int_equal(held.n_entries, 2); /* the apply work, not yet done */
+    assert_int_equal(held.entries[0].type, RR_ENTRY_CONF_CHANGE);
+
+    /* Meanwhile the leader compacted past a later re-add of 3 and sends a snapshot. */
+    rr_snapshot snap;
+    memset(&snap, 0, sizeof(snap));
+    snap.meta.index = 10;
+    snap.meta.term = 1;
+    for (rr_node_id_t id = 1; id <= 3; id++)
+        assert_true(rr_id_set_insert(&snap.meta.conf_state.voters, id));
+    rr_message sm;
+    memset(&sm, 0, sizeof(sm));
+    sm.type = RR_MSG_SNAP;
+    sm.from = 1;
+    sm.to = 2;
+    sm.term = 1;
+    sm.snapshot = &snap;
+    assert_int_equal(rr_rawnode_step(t->rn, &sm), 0);
+    rr_message unused;
+    memset(&unused, 0, sizeof(unused));
+    async_follower_ready(t, &unused);
+    assert_int_equal(status_of(c, 2).applied, 10);
+
+    /* Now the old apply work arrives: its conf change is declined, the snapshot's
+     * configuration stays, and its response does not move applied back. */
+    rr_conf_change got;
+    assert_int_equal(
+        rr_conf_change_decode(held.entries[0].data, held.entries[0].data_len, true, &got), 0);
+    rr_conf_state cs;
+    assert_false(rr_rawnode_apply_conf_change(t->rn, held.entries[0].index, &got, &cs));
+    assert_true(rr_conf_state_equal(&cs, &snap.meta.conf_state));
+    rr_status st = status_of(c, 2);
+    assert_true(rr_conf_state_equal(&st.config, &snap.meta.conf_state));
+    for (uint32_t r = 0; r < held.n_responses; r++)
+        assert_int_equal(rr_rawnode_step(t->rn, &held.responses[r]), 0);
+    assert_int_equal(status_of(c, 2).applied, 10);
+
+    /* A change above the snapshot applies as usual. */
+    assert_true(rr_rawnode_apply_conf_change(t->rn, 11, &got, &cs));
+    assert_false(rr_id_set_contains(&cs.voters, 3));
+
+    rr_message_free(&held);
+    rr_message_free(&unused);
+    rr_rawnode_free(t->rn);
+    rr_memstorage_free(t->ms);
+    free(c);
+}
+
+/* The application's snapshot may be ahead of the durable commit index in async mode
+ * (entries apply before the hard state that commits them is written): a restart from such
+ * storage starts at the snapshot. rr-sim found it; etcd refuses to start there. */
+static void test_restart_with_commit_below_snapshot(void **state)
+{
+    (void)state;
+    rr_memstorage *ms = rr_memstorage_new();
+    assert_non_null(ms);
+    rr_snapshot snap;
+    memset(&snap, 0, sizeof(snap));
+    snap.meta.index = 5;
+    snap.meta.term = 2;
+    for (rr_node_id_t id = 1; id <= 3; id++)
+        assert_true(rr_id_set_insert(&snap.meta.conf_state.voters, id));
+    assert_int_equal(rr_memstorage_apply_snapshot(ms, &snap), 0);
+    rr_entry e;
+    memset(&e, 0, sizeof(e));
+    e.term = 2;
+    e.index = 6;
+    assert_int_equal(rr_memstorage_append(ms, &e, 1), 0);
+    rr_hard_state hs = {.term = 2, .vote = 1, .commit = 3};
+    rr_memstorage_set_hard_state(ms, &hs);
+
+    rr_config cfg;
+    rr_config_init(&cfg, 2, rr_memstorage_storage(ms));
+    cfg.async_storage_writes = true;
+    cfg.applied = 5;
+    rr_rawnode *rn;
+    assert_int_equal(rr_rawnode_new(&cfg, &rn), 0);
+    rr_status st;
+    rr_rawnode_status(rn, &st);
+    assert_int_equal(st.hard_state.commit, 5);
+    assert_int_equal(st.hard_state.term, 2);
+    assert_int_equal(st.hard_state.vote, 1);
+    assert_int_equal(st.applied, 5);
+    rr_rawnode_free(rn);
+
+    /* A commit index past the stored log is still refused. */
+    hs.commit = 7;
+    rr_memstorage_set_hard_state(ms, &hs);
+    assert_int_equal(rr_rawnode_new(&cfg, &rn), -EINVAL);
+    rr_memstorage_free(ms);
+}
+
 /* ---- lease reads under clock drift -------------------------------------------------- */
 
 /* One round of a tick-driven run: node i ticks `rate[i]` / 8 times per round (rates in
@@ -870,6 +1034,8 @@ int main(void)
         cmocka_unit_test(test_figure7_leader_repairs_follower_logs),
         cmocka_unit_test(test_figure8_only_current_term_commits_by_counting),
         cmocka_unit_test(test_async_leader_counts_own_append_after_ack),
+        cmocka_unit_test(test_async_apply_below_restored_snapshot_is_declined),
+        cmocka_unit_test(test_restart_with_commit_below_snapshot),
         cmocka_unit_test(test_snapshot_catches_up_a_follower_behind_compaction),
         cmocka_unit_test(test_failed_snapshot_returns_to_probe),
         cmocka_unit_test(test_read_index_on_leader_and_forwarded_from_follower),

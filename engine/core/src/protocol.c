@@ -612,8 +612,13 @@ static void switch_to_config(rr_raft *r, const rr_tracker_change *c, rr_conf_sta
         abort_leader_transfer(r);
 }
 
-void rr_raft_apply_conf_change(rr_raft *r, const rr_conf_change *cc, rr_conf_state *cs)
+bool rr_raft_apply_conf_change(rr_raft *r, rr_index_t index, const rr_conf_change *cc,
+                               rr_conf_state *cs)
 {
+    if (index <= r->conf_index) {
+        rr_tracker_conf_state(&r->trk, cs);
+        return false;
+    }
     rr_tracker_change *c = xrealloc(NULL, sizeof(*c));
     rr_index_t last = rr_log_last_index(&r->log);
     bool auto_leave = false;
@@ -629,6 +634,8 @@ void rr_raft_apply_conf_change(rr_raft *r, const rr_conf_change *cc, rr_conf_sta
     RR_ASSERT(err == NULL);
     switch_to_config(r, c, cs);
     free(c);
+    r->conf_index = index;
+    return true;
 }
 
 /* ---- applying ----------------------------------------------------------------------- */
@@ -868,6 +875,7 @@ static bool restore(rr_raft *r, const rr_snapshot *s)
     switch_to_config(r, c, &cs);
     free(c);
     RR_ASSERT(rr_conf_state_equal(&cs, &s->meta.conf_state));
+    r->conf_index = s->meta.index;
     return true;
 }
 
@@ -1425,13 +1433,23 @@ int rr_raft_init(rr_raft *r, const rr_config *c)
     switch_to_config(r, chg, &got);
     free(chg);
     RR_ASSERT(rr_conf_state_equal(&got, &cs));
+    /* The storage's configuration is its snapshot's, plus every change the application
+     * applied up to c->applied; later entries are applied again. */
+    r->conf_index = rr_log_first_index(&r->log) - 1;
+    if (c->applied > r->conf_index)
+        r->conf_index = c->applied;
 
     if (!hard_state_empty(&hs)) {
-        if (hs.commit < r->log.committed || hs.commit > rr_log_last_index(&r->log)) {
+        if (hs.commit > rr_log_last_index(&r->log)) {
             rr_raft_destroy(r);
             return -EINVAL; /* storage is inconsistent with its own hard state */
         }
-        r->log.committed = hs.commit;
+        /* A commit index below the snapshot is stale, not inconsistent: everything in a
+         * snapshot is committed. It happens in async mode, where entries are applied (and
+         * may be snapshotted) before the hard state that commits them is durable; etcd
+         * refuses to start from it. */
+        if (hs.commit > r->log.committed)
+            r->log.committed = hs.commit;
         r->term = hs.term;
         r->vote = hs.vote;
     }

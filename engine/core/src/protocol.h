@@ -63,6 +63,11 @@ typedef struct rr_raft {
     /* Only one conf change may be pending: proposals of another are refused until the
      * applied index passes this (>= the index of the latest conf change proposed). */
     rr_index_t pending_conf_index;
+    /* The configuration includes every conf change at or below this index: the last one
+     * applied, or the snapshot restored (or started from). Apply work created before a
+     * restore may still reach the application afterwards (async storage writes); its
+     * changes are already in the configuration and must not apply twice. */
+    rr_index_t conf_index;
     /* Payload bytes of the uncommitted tail (leader only), bounded by
      * max_uncommitted_size_bytes; reset on term change. */
     uint64_t uncommitted_size_bytes;
@@ -120,8 +125,10 @@ void rr_raft_destroy(rr_raft *r);
 void rr_raft_tick(rr_raft *r);
 /* Steps any message, local or remote. Returns 0 or RR_DROPPED. */
 int rr_raft_step(rr_raft *r, const rr_message *m);
-/* Applies a committed conf change; returns the new ConfState in *cs. */
-void rr_raft_apply_conf_change(rr_raft *r, const rr_conf_change *cc, rr_conf_state *cs);
+/* Applies the committed conf change at index; returns the ConfState in *cs. Returns false,
+ * changing nothing, when the configuration already includes index (conf_index). */
+bool rr_raft_apply_conf_change(rr_raft *r, rr_index_t index, const rr_conf_change *cc,
+                               rr_conf_state *cs);
 
 rr_soft_state rr_raft_soft_state(const rr_raft *r);
 rr_hard_state rr_raft_hard_state(const rr_raft *r);

@@ -248,9 +248,10 @@ int rr_rawnode_propose_conf_change(rr_rawnode *rn, const rr_conf_change *cc)
     return rc;
 }
 
-void rr_rawnode_apply_conf_change(rr_rawnode *rn, const rr_conf_change *cc, rr_conf_state *cs)
+bool rr_rawnode_apply_conf_change(rr_rawnode *rn, rr_index_t index, const rr_conf_change *cc,
+                                  rr_conf_state *cs)
 {
-    rr_raft_apply_conf_change(&rn->raft, cc, cs);
+    return rr_raft_apply_conf_change(&rn->raft, index, cc, cs);
 }
 
 int rr_rawnode_step(rr_rawnode *rn, const rr_message *m)

@@ -807,14 +807,15 @@ static void hand_to_apply(rr_node *n, rr_message *m)
             r->next = done;
             done = r;
         }
-        if (e->type != RR_ENTRY_NORMAL && e->index > n->snapshot_index) {
+        if (e->type != RR_ENTRY_NORMAL) {
             /* Configuration changes take effect in the RawNode as they are handed out
-             * for application, in log order. */
+             * for application, in log order; one below a restored snapshot is already in
+             * the configuration and changes nothing. */
             rr_conf_change cc;
+            rr_conf_state cs;
             if (rr_conf_change_decode(e->data, e->data_len, e->type == RR_ENTRY_CONF_CHANGE, &cc) ==
-                0) {
-                rr_conf_state cs;
-                rr_rawnode_apply_conf_change(n->rn, &cc, &cs);
+                    0 &&
+                rr_rawnode_apply_conf_change(n->rn, e->index, &cc, &cs)) {
                 record_conf(n, e->index, &cs);
                 tell_transport(n, &cc);
                 if (is_leader(n) && adds_member(&cc, n->id))

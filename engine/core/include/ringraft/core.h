@@ -482,7 +482,8 @@ typedef struct rr_rawnode rr_rawnode;
 
 /* Creates a RawNode from cfg, reading the initial state from cfg->storage, which must stay
  * valid until rr_rawnode_free. Returns 0 and *out, or -EINVAL (bad config, or a hard state
- * inconsistent with the stored log) / -ENOMEM / a storage error. */
+ * committing past the stored log) / -ENOMEM / a storage error. A hard state committing
+ * less than the storage's snapshot is accepted: the snapshot's index is committed. */
 int rr_rawnode_new(const rr_config *cfg, rr_rawnode **out);
 /* Frees the RawNode; NULL is ignored. A Ready already handed out stays valid (it owns its
  * copies) until its rr_ready_free; the storage is the caller's and is not touched. */
@@ -512,17 +513,17 @@ void rr_rawnode_last_entry(const rr_rawnode *rn, rr_index_t *index, rr_term_t *t
  * forbids it) still returns 0 but enters the log as an empty normal entry, as in etcd;
  * disable_conf_change_validation turns that check off. */
 int rr_rawnode_propose_conf_change(rr_rawnode *rn, const rr_conf_change *cc);
-/* Applies a committed conf change (decode the entry with rr_conf_change_decode) and
- * returns the new configuration in *cs. Call it for every conf change entry the
- * application applies, in log order. A committed change that cannot apply means the log
- * is corrupt: the core asserts.
- * Async mode: a snapshot restored from the leader replaces the configuration at once,
- * while a MsgStorageApply created before it may still be on its way to the apply thread.
- * Skip apply work at or below the index of a snapshot restored since (the snapshot already
- * contains it) — applying such a conf change again would assert. (etcd has the same
- * contract; rr-sim found it, tests/sim handles it, engine/node applies conf changes on the
- * raft thread and is not exposed.) */
-void rr_rawnode_apply_conf_change(rr_rawnode *rn, const rr_conf_change *cc, rr_conf_state *cs);
+/* Applies the committed conf change of the entry at `index` (decode the entry with
+ * rr_conf_change_decode) and returns the configuration in *cs. Call it for every conf
+ * change entry the application applies, in log order. Returns true when the change was
+ * applied; false, changing nothing, when the configuration already includes that index —
+ * in async mode a snapshot restored from the leader replaces the configuration at once,
+ * while a MsgStorageApply created before it may still be on its way to the application,
+ * and its changes must not apply twice (etcd leaves that hazard to the application; rr-sim
+ * found it). A committed change that cannot apply means the log is corrupt: the core
+ * asserts. */
+bool rr_rawnode_apply_conf_change(rr_rawnode *rn, rr_index_t index, const rr_conf_change *cc,
+                                  rr_conf_state *cs);
 /* Steps a message received from a peer, or a local storage response in async mode. m is
  * borrowed: the core copies and references what it keeps. Returns 0, RR_DROPPED (e.g. a
  * proposal forwarded nowhere), -EINVAL for a local message type that must not come from
