@@ -20,15 +20,25 @@
  *
  * Every run covers send-to-receipt of all its messages inside the timed region (one
  * batch), in wall-clock time (other threads do the work). items_per_second is messages/s;
- * bytes_per_second counts entry payload bytes; "entries" is entries/s.
+ * bytes_per_second counts entry payload bytes; "entries" is entries/s. zc_copied_pct is
+ * the share of zero-copy frames the kernel reported it copied anyway.
+ *
+ * Off loopback: with RR_BENCH_NET_NETNS=NAME (a namespace under /run/netns) and
+ * RR_BENCH_NET_ADDRS=A,B, node 1 and the baseline's sender stay here on address A and
+ * node 2 and the baseline's receiver live in NAME on address B, so every byte crosses a
+ * real device (bench/net_veth.sh sets up a veth pair and runs the grid). Zero-copy then
+ * applies by zc_min_bytes alone, as it would to a remote peer.
  */
+#define _GNU_SOURCE
 #include "rr_bench.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,30 +105,96 @@ static void report(rr_bench_state *st, int64_t msgs, uint32_t n_ents, uint32_t l
     rr_bench_counter(st, "entries", (double)msgs * n_ents, RR_BENCH_COUNTER_RATE);
 }
 
+/* ---- where the two ends live ---- */
+
+typedef struct where {
+    char addr[2][64]; /* node 1 (here), node 2 (in the namespace, if any) */
+    int ns_fd;        /* node 2's network namespace, or -1: both here */
+    int home_fd;      /* this thread's own namespace, to come back to */
+} where;
+
+/* Reads RR_BENCH_NET_NETNS / RR_BENCH_NET_ADDRS once. Returns 0 or -errno. */
+static int where_get(where *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->ns_fd = w->home_fd = -1;
+    snprintf(w->addr[0], sizeof w->addr[0], "127.0.0.1");
+    snprintf(w->addr[1], sizeof w->addr[1], "127.0.0.1");
+    const char *ns = getenv("RR_BENCH_NET_NETNS");
+    if (ns == NULL || ns[0] == '\0')
+        return 0;
+    const char *addrs = getenv("RR_BENCH_NET_ADDRS");
+    const char *comma = addrs != NULL ? strchr(addrs, ',') : NULL;
+    if (comma == NULL || (size_t)(comma - addrs) >= sizeof w->addr[0] ||
+        strlen(comma + 1) >= sizeof w->addr[1]) {
+        fprintf(stderr, "bench_net: RR_BENCH_NET_NETNS needs RR_BENCH_NET_ADDRS=A,B\n");
+        return -EINVAL;
+    }
+    memcpy(w->addr[0], addrs, (size_t)(comma - addrs));
+    w->addr[0][comma - addrs] = '\0';
+    snprintf(w->addr[1], sizeof w->addr[1], "%s", comma + 1);
+    char path[300];
+    snprintf(path, sizeof path, "/run/netns/%s", ns);
+    w->ns_fd = open(path, O_RDONLY | O_CLOEXEC);
+    w->home_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (w->ns_fd < 0 || w->home_fd < 0) {
+        int err = -errno;
+        fprintf(stderr, "bench_net: cannot open %s: %s\n", path, strerror(errno));
+        return err;
+    }
+    return 0;
+}
+
+static void where_close(where *w)
+{
+    if (w->ns_fd >= 0)
+        close(w->ns_fd);
+    if (w->home_fd >= 0)
+        close(w->home_fd);
+}
+
+/* Moves this thread into node 2's namespace (there = true) or back. Sockets and threads
+ * created meanwhile stay in the namespace they were created in. */
+static int where_enter(const where *w, bool there)
+{
+    if (w->ns_fd < 0)
+        return 0;
+    return setns(there ? w->ns_fd : w->home_fd, CLONE_NEWNET) == 0 ? 0 : -errno;
+}
+
 /* ---- the io_uring transport ---- */
 
 typedef struct pair {
     rr_transport *a, *b;
 } pair;
 
-static int pair_open(pair *p, uint32_t zc_min_bytes)
+static int pair_open(pair *p, const where *w, uint32_t zc_min_bytes)
 {
     rr_transport_config ca, cb;
     rr_transport_config_init(&ca, CLUSTER_ID, 1);
     rr_transport_config_init(&cb, CLUSTER_ID, 2);
+    snprintf(ca.listen_host, sizeof ca.listen_host, "%s", w->addr[0]);
+    snprintf(cb.listen_host, sizeof cb.listen_host, "%s", w->addr[1]);
     ca.zc_min_bytes = cb.zc_min_bytes = zc_min_bytes;
     ca.zc_on_loopback = cb.zc_on_loopback = true; /* measuring it is the point */
+    ca.zc_keep_when_copied = cb.zc_keep_when_copied = true;
     int rc = rr_transport_tcp_new(&ca, &p->a);
+    if (rc != 0)
+        return rc;
+    /* Node 2's socket, ring and net thread are created in its namespace. */
+    rc = where_enter(w, true);
     if (rc == 0)
         rc = rr_transport_tcp_new(&cb, &p->b);
     if (rc == 0)
-        rc = rr_transport_add_peer(p->a, 2, "127.0.0.1", rr_transport_port(p->b));
-    if (rc == 0)
-        rc = rr_transport_add_peer(p->b, 1, "127.0.0.1", rr_transport_port(p->a));
-    if (rc == 0)
-        rc = rr_transport_start(p->a);
+        rc = rr_transport_add_peer(p->b, 1, w->addr[0], rr_transport_port(p->a));
     if (rc == 0)
         rc = rr_transport_start(p->b);
+    int back = where_enter(w, false);
+    RR_ASSERT(back == 0); /* else this thread would stay in the wrong namespace */
+    if (rc == 0)
+        rc = rr_transport_add_peer(p->a, 2, w->addr[1], rr_transport_port(p->b));
+    if (rc == 0)
+        rc = rr_transport_start(p->a);
     return rc;
 }
 
@@ -165,7 +241,10 @@ static int transfer(pair *p, int64_t n, uint32_t n_ents, uint32_t len, bench_buf
 static void bench_tcp_run(rr_bench_state *st, uint32_t n_ents, uint32_t len, bool zc)
 {
     pair p = {0};
-    int rc = pair_open(&p, zc ? 0 : RR_TRANSPORT_ZC_OFF);
+    where w;
+    int rc = where_get(&w);
+    if (rc == 0)
+        rc = pair_open(&p, &w, zc ? 0 : RR_TRANSPORT_ZC_OFF);
     bench_buf *pay = payload_new(len);
     /* Warm-up: the connection is up and the frames' staging has grown. */
     if (rc == 0)
@@ -184,11 +263,15 @@ static void bench_tcp_run(rr_bench_state *st, uint32_t n_ents, uint32_t len, boo
         rr_bench_counter(
             st, "zc_frames_pct",
             s.frames_sent > 0 ? 100.0 * (double)s.frames_zc / (double)s.frames_sent : 0, 0);
+        rr_bench_counter(
+            st, "zc_copied_pct",
+            s.frames_zc > 0 ? 100.0 * (double)s.frames_zc_copied / (double)s.frames_zc : 0, 0);
         report(st, rr_bench_iterations(st), n_ents, len);
     }
     rr_transport_free(p.a);
     rr_transport_free(p.b);
     rr_buf_unref(&pay->hdr);
+    where_close(&w);
 }
 
 static void bench_net_tcp(rr_bench_state *st, void *arg)
@@ -273,11 +356,16 @@ static void *blocking_rx_main(void *arg)
     return NULL;
 }
 
-static int loopback_pair(int *tx, int *rxfd)
+/* A connected TCP pair: the receiving end (and its listener) in node 2's place. */
+static int socket_pair(const where *w, int *tx, int *rxfd)
 {
+    if (where_enter(w, true) != 0)
+        return -errno;
     int l = socket(AF_INET, SOCK_STREAM, 0);
+    int back = where_enter(w, false);
+    RR_ASSERT(back == 0);
     struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    inet_pton(AF_INET, w->addr[1], &a.sin_addr);
     socklen_t len = sizeof a;
     if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 1) != 0 ||
         getsockname(l, (struct sockaddr *)&a, &len) != 0)
@@ -302,11 +390,15 @@ static void bench_net_blocking(rr_bench_state *st, void *arg)
     int tx = -1;
     atomic_init(&rx.frames, 0);
     pthread_t th;
-    if (loopback_pair(&tx, &rx.fd) != 0 || pthread_create(&th, NULL, blocking_rx_main, &rx) != 0) {
-        rr_bench_skip_with_error(st, "loopback set-up failed");
+    where w;
+    if (where_get(&w) != 0 || socket_pair(&w, &tx, &rx.fd) != 0 ||
+        pthread_create(&th, NULL, blocking_rx_main, &rx) != 0) {
+        rr_bench_skip_with_error(st, "socket set-up failed");
         rr_buf_unref(&pay->hdr);
+        where_close(&w);
         return;
     }
+    where_close(&w);
     size_t cap = (size_t)n_ents * (len + RR_ENTRY_HEADER_BYTES) + 4096;
     uint8_t *frame = malloc(cap);
     int64_t n = rr_bench_iterations_max(st);

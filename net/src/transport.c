@@ -225,6 +225,7 @@ void rr_transport_stats_get(const rr_transport *t, rr_transport_stats *out)
     out->msgs_sent = atomic_load_explicit(&s->msgs_sent, memory_order_relaxed);
     out->frames_sent = atomic_load_explicit(&s->frames_sent, memory_order_relaxed);
     out->frames_zc = atomic_load_explicit(&s->frames_zc, memory_order_relaxed);
+    out->frames_zc_copied = atomic_load_explicit(&s->frames_zc_copied, memory_order_relaxed);
     out->bytes_sent = atomic_load_explicit(&s->bytes_sent, memory_order_relaxed);
     out->msgs_received = atomic_load_explicit(&s->msgs_received, memory_order_relaxed);
     out->msgs_dropped_send = atomic_load_explicit(&s->msgs_dropped_send, memory_order_relaxed);

@@ -71,7 +71,7 @@ struct transport_ops {
 };
 
 typedef struct stats_atomic {
-    _Atomic uint64_t msgs_sent, frames_sent, frames_zc, bytes_sent, msgs_received;
+    _Atomic uint64_t msgs_sent, frames_sent, frames_zc, frames_zc_copied, bytes_sent, msgs_received;
     _Atomic uint64_t msgs_dropped_send, msgs_dropped_recv, conns_refused, conns_closed, dials;
 } stats_atomic;
 

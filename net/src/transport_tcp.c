@@ -57,6 +57,17 @@
 #define CONNS_MAX         (RR_NODES_MAX + PENDING_CONNS_MAX)
 #define STOP_DRAIN_ROUNDS 200 /* x 5 ms: bound on waiting for sends at stop */
 #define ACCEPT_RETRY_NS   (100u * 1000000u)
+/* Zero-copy frames in a row the kernel reports it copied before a connection gives up
+ * zero-copy (it then costs a notification and a page pin for nothing). */
+#define ZC_COPIED_GIVE_UP 16u
+
+/* Linux 6.2 uapi; Debian 12's liburing 2.3 headers predate them. */
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1u << 3)
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED (1u << 31)
+#endif
 
 _Static_assert((RECV_BUFS & (RECV_BUFS - 1)) == 0, "buffer ring size is a power of two");
 _Static_assert(RECV_BUFS <= 32768, "buffer ids are 16-bit");
@@ -117,6 +128,7 @@ typedef struct frame {
     bool carries_snap; /* a MsgSnap (record of a streamed one, or inline): report done/failed
                         * at release */
     uint32_t notifs;   /* zero-copy notifications still to come */
+    bool zc_copied;    /* a notification said the kernel copied the data after all */
     uint32_t n_msgs;
     uint64_t acct_bytes; /* released from the peer's queue bound with the frame */
     size_t total;
@@ -140,6 +152,10 @@ typedef struct peer {
     uint32_t backoff_ms;
     bool sending;
     bool chunk_turn;
+    /* Net thread, per connection: zero-copy frames in a row the kernel copied anyway, and
+     * whether this connection gave zero-copy up (ZC_COPIED_GIVE_UP). */
+    uint32_t zc_copied_run;
+    bool zc_gave_up;
     rr_message carry; /* popped, did not fit the last frame */
     bool has_carry;
     rr_message snap; /* MsgSnap whose data is streaming */
@@ -176,11 +192,21 @@ typedef struct tcp {
     pthread_t thread;
     bool started;
     bool inbox_pushed;
+    /* Ask zero-copy sends to report whether the kernel copied (IORING_SEND_ZC_REPORT_USAGE,
+     * Linux 6.2); cleared if the kernel refuses the flag. */
+    bool zc_report_usage;
     peer peers[RR_NODES_MAX];
     conn *conns[CONNS_MAX];
     msg_ring inbox; /* net thread -> raft thread */
     rr_message decoded[RR_CODEC_FRAME_MSGS_MAX];
 } tcp;
+
+/* A new connection may take another route: try zero-copy on it afresh. */
+static void peer_zc_reset(peer *p)
+{
+    p->zc_copied_run = 0;
+    p->zc_gave_up = false;
+}
 
 static uint64_t now_ns(void)
 {
@@ -372,6 +398,7 @@ static int hello_done(tcp *t, conn *c, const uint8_t *body)
     c->ready = true;
     c->opened_ns = now_ns();
     p->conn = c;
+    peer_zc_reset(p);
     return 0;
 }
 
@@ -554,6 +581,14 @@ static void frame_release(tcp *t, frame *f)
 {
     peer *p = f->peer;
     rr_codec_writer_release(&f->w);
+    if (f->zc && !f->failed && t->zc_report_usage) {
+        if (f->zc_copied)
+            stat_add(&t->base.stats.frames_zc_copied, 1);
+        p->zc_copied_run = f->zc_copied ? p->zc_copied_run + 1 : 0;
+        if (p->zc_copied_run >= ZC_COPIED_GIVE_UP && !t->base.cfg.zc_keep_when_copied)
+            p->zc_gave_up = true;
+    }
+    f->zc_copied = false;
     atomic_fetch_sub_explicit(&p->queued_bytes, f->acct_bytes, memory_order_relaxed);
     if (f->carries_snap)
         transport_report(&t->base, p->slot,
@@ -569,9 +604,11 @@ static void frame_submit(tcp *t, frame *f)
     struct io_uring_sqe *sqe = sqe_get(t);
     /* MSG_WAITALL: io_uring retries a short stream send itself; we still handle one. */
     unsigned flags = MSG_NOSIGNAL | MSG_WAITALL;
-    if (f->zc)
+    if (f->zc) {
         io_uring_prep_sendmsg_zc(sqe, f->conn->fd, &f->mh, flags);
-    else
+        if (t->zc_report_usage)
+            sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
+    } else
         io_uring_prep_sendmsg(sqe, f->conn->fd, &f->mh, flags);
     io_uring_sqe_set_data(sqe, &f->op);
     f->conn->inflight++;
@@ -601,6 +638,8 @@ static void send_done(tcp *t, frame *f, const struct io_uring_cqe *cqe)
         /* The kernel no longer reads this frame's memory. */
         RR_ASSERT(f->notifs > 0);
         f->notifs--;
+        if (t->zc_report_usage && ((uint32_t)cqe->res & IORING_NOTIF_USAGE_ZC_COPIED) != 0)
+            f->zc_copied = true;
         if (f->notifs == 0 && f->state == FRAME_NOTIF_WAIT)
             frame_release(t, f);
         return;
@@ -608,6 +647,13 @@ static void send_done(tcp *t, frame *f, const struct io_uring_cqe *cqe)
     conn *c = f->conn;
     if (f->zc && (cqe->flags & IORING_CQE_F_MORE) != 0)
         f->notifs++;
+    if (cqe->res == -EINVAL && f->zc && t->zc_report_usage && f->sent == 0 && f->notifs == 0) {
+        /* A kernel before 6.2 refuses the usage report: send again without it. */
+        t->zc_report_usage = false;
+        c->inflight--;
+        frame_submit(t, f);
+        return;
+    }
     if (cqe->res < 0) {
         f->failed = true;
     } else {
@@ -794,7 +840,8 @@ static void peer_pump(tcp *t, peer *p)
         return;
     f->total = rr_codec_writer_finish(&f->w);
     f->sent = 0;
-    f->zc = f->total >= t->base.cfg.zc_min_bytes && (!p->loopback || t->base.cfg.zc_on_loopback);
+    f->zc = f->total >= t->base.cfg.zc_min_bytes && (!p->loopback || t->base.cfg.zc_on_loopback) &&
+            !p->zc_gave_up;
     memset(&f->mh, 0, sizeof f->mh);
     f->mh.msg_iov = f->w.iov;
     f->mh.msg_iovlen = f->w.n_iov;
@@ -844,6 +891,7 @@ static void connect_done(tcp *t, conn *c, int res)
     }
     p->dialing = NULL;
     p->conn = c;
+    peer_zc_reset(p);
     c->ready = true;
     c->opened_ns = now_ns();
     recv_arm(t, c);
@@ -1301,6 +1349,7 @@ static int tcp_setup(tcp *t)
     if (rc != 0)
         return rc;
     t->ring_ok = true;
+    t->zc_report_usage = true;
     return bufs_setup(t);
 }
 

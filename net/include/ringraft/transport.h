@@ -67,12 +67,14 @@ extern "C" {
 #define RR_TRANSPORT_RECV_MSGS_DEFAULT        8192u       /* receive ring, power of two */
 #define RR_TRANSPORT_SEND_QUEUE_BYTES_DEFAULT (64u << 20) /* per peer */
 /* Frames of this many bytes and more use SENDMSG_ZC, to peers not on loopback. On loopback
- * the kernel copies zero-copy sends anyway (Documentation/networking/msg_zerocopy.rst,
- * "Loopback"), and bench/micro/bench_net.c measured SENDMSG_ZC at 0.20-0.87x the
- * throughput of SENDMSG at every frame size tried, 39 KiB to 15 MiB (BENCHMARKS.md): no
- * crossover, so loopback peers never use it unless zc_on_loopback is set. This default for
- * real interfaces could not be measured on this machine (no NIC reachable from its tests):
- * re-measure with bench_net between two hosts. */
+ * and over a veth pair into another network namespace the kernel copies zero-copy sends
+ * anyway (delivery to a local socket, Documentation/networking/msg_zerocopy.rst) and says
+ * so for every frame (IORING_NOTIF_USAGE_ZC_COPIED); bench/micro/bench_net.c measured
+ * SENDMSG_ZC below SENDMSG at every frame size tried on both (BENCHMARKS.md, net), so
+ * loopback peers never use it unless zc_on_loopback is set. No path to another host exists
+ * on the machine we measure on: for real interfaces this default is not measured — run
+ * bench_net between two hosts. A wrong guess is bounded: a connection whose zero-copy
+ * frames the kernel copies gives zero-copy up (zc_keep_when_copied). */
 #define RR_TRANSPORT_ZC_MIN_BYTES_DEFAULT   (256u << 10)
 #define RR_TRANSPORT_ZC_OFF                 UINT32_MAX
 #define RR_TRANSPORT_RECONNECT_MIN_MS       20u
@@ -92,6 +94,9 @@ typedef struct rr_transport_config {
     uint32_t recv_queue_msgs;      /* power of two */
     uint32_t zc_min_bytes;         /* RR_TRANSPORT_ZC_OFF: never zero-copy */
     bool zc_on_loopback;           /* apply zc_min_bytes to 127.0.0.0/8 peers too (benchmarks) */
+    /* A connection whose zero-copy frames the kernel reports copied (Linux 6.2+) 16 times
+     * in a row sends plainly until it reconnects; true keeps zero-copy (benchmarks). */
+    bool zc_keep_when_copied;
     uint32_t reconnect_min_ms;
     uint32_t reconnect_max_ms;
     uint32_t snap_chunk_bytes;   /* <= RR_CODEC_CHUNK_BYTES_MAX */
@@ -117,6 +122,10 @@ typedef struct rr_transport_stats {
     uint64_t msgs_sent; /* messages handed to the kernel */
     uint64_t frames_sent;
     uint64_t frames_zc; /* of which zero-copy */
+    /* Zero-copy frames the kernel copied anyway (loopback, a device without scatter-gather
+     * or checksum offload; Linux 6.2+ reports it, older kernels count none): if most are,
+     * zero-copy costs more than it saves here, so raise zc_min_bytes. */
+    uint64_t frames_zc_copied;
     uint64_t bytes_sent;
     uint64_t msgs_received;
     uint64_t msgs_dropped_send; /* send queue full or peer gone */
