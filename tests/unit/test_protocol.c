@@ -897,6 +897,152 @@ static void test_restart_with_commit_below_snapshot(void **state)
     rr_memstorage_free(ms);
 }
 
+/* ---- beyond etcd: apply-time membership liveness (etcd-io/etcd#12359) ------------------ */
+
+/* A node with entries 1..3 of term 1, committed up to `commit`, in a configuration of
+ * voters 1, 3 and node 2 as a voter or a learner. */
+static rr_rawnode *node2_new(rr_memstorage *ms, bool learner, rr_index_t commit)
+{
+    rr_snapshot boot;
+    memset(&boot, 0, sizeof(boot));
+    assert_true(rr_id_set_insert(&boot.meta.conf_state.voters, 1));
+    assert_true(rr_id_set_insert(&boot.meta.conf_state.voters, 3));
+    assert_true(rr_id_set_insert(
+        learner ? &boot.meta.conf_state.learners : &boot.meta.conf_state.voters, 2));
+    assert_int_equal(rr_memstorage_apply_snapshot(ms, &boot), 0);
+    for (rr_index_t i = 1; i <= 3; i++) {
+        rr_entry e;
+        memset(&e, 0, sizeof(e));
+        e.term = 1;
+        e.index = i;
+        assert_int_equal(rr_memstorage_append(ms, &e, 1), 0);
+    }
+    rr_hard_state hs = {.term = 1, .commit = commit};
+    rr_memstorage_set_hard_state(ms, &hs);
+    rr_config cfg;
+    rr_config_init(&cfg, 2, rr_memstorage_storage(ms));
+    cfg.pre_vote = false;
+    cfg.applied = commit;
+    rr_rawnode *rn;
+    assert_int_equal(rr_rawnode_new(&cfg, &rn), 0);
+    return rn;
+}
+
+/* The single MsgVoteResp node 2 sends after refusing a candidate whose log ends at 1. */
+static rr_message refuse_short_candidate(rr_rawnode *rn)
+{
+    rr_message vote;
+    memset(&vote, 0, sizeof(vote));
+    vote.type = RR_MSG_VOTE;
+    vote.from = 3;
+    vote.to = 2;
+    vote.term = 2;
+    vote.log_term = 1;
+    vote.index = 1;
+    assert_int_equal(rr_rawnode_step(rn, &vote), 0);
+    rr_ready rd;
+    assert_int_equal(rr_rawnode_ready(rn, &rd), 0);
+    rr_message out;
+    memset(&out, 0, sizeof(out));
+    for (uint32_t k = 0; k < rd.n_messages; k++)
+        if (rd.messages[k].type == RR_MSG_VOTE_RESP) {
+            out = rd.messages[k];
+            memset(&rd.messages[k], 0, sizeof(rd.messages[k]));
+        }
+    rr_ready_free(&rd);
+    rr_rawnode_advance(rn);
+    assert_int_equal(out.type, RR_MSG_VOTE_RESP);
+    assert_true(out.reject);
+    return out;
+}
+
+/* A node that does not campaign (here a learner; also one that applied its own removal)
+ * and refuses a candidate for its shorter log tells it what it knows is committed; a
+ * voter's refusal stays as in etcd. */
+static void test_non_campaigning_node_refuses_with_its_commit(void **state)
+{
+    (void)state;
+    rr_memstorage *ms = rr_memstorage_new();
+    rr_rawnode *rn = node2_new(ms, true, 3);
+    rr_message resp = refuse_short_candidate(rn);
+    assert_int_equal(resp.commit, 3);
+    assert_int_equal(resp.log_term, 1);
+    rr_message_free(&resp);
+    rr_rawnode_free(rn);
+    rr_memstorage_free(ms);
+
+    ms = rr_memstorage_new();
+    rn = node2_new(ms, false, 3);
+    resp = refuse_short_candidate(rn);
+    assert_int_equal(resp.commit, 0);
+    assert_int_equal(resp.log_term, 0);
+    rr_message_free(&resp);
+    rr_rawnode_free(rn);
+    rr_memstorage_free(ms);
+}
+
+/* A candidate learns a commit index from such a refusal where its log has the same entry
+ * there, and only then. */
+static void test_candidate_learns_commit_from_refusal(void **state)
+{
+    (void)state;
+    rr_memstorage *ms = rr_memstorage_new();
+    rr_rawnode *rn = node2_new(ms, false, 1);
+    assert_int_equal(rr_rawnode_campaign(rn), 0);
+    rr_status st;
+    rr_rawnode_status(rn, &st);
+    assert_int_equal(st.soft_state.raft_state, RR_STATE_CANDIDATE);
+    rr_message m;
+    memset(&m, 0, sizeof(m));
+    m.type = RR_MSG_VOTE_RESP;
+    m.from = 3;
+    m.to = 2;
+    m.term = st.hard_state.term;
+    m.reject = true;
+    m.commit = 3;
+    m.log_term = 2; /* not our entry at 3: nothing learned */
+    assert_int_equal(rr_rawnode_step(rn, &m), 0);
+    rr_rawnode_status(rn, &st);
+    assert_int_equal(st.hard_state.commit, 1);
+    m.from = 1;
+    m.log_term = 1; /* our entry at 3: committed */
+    assert_int_equal(rr_rawnode_step(rn, &m), 0);
+    rr_rawnode_status(rn, &st);
+    assert_int_equal(st.hard_state.commit, 3);
+    rr_rawnode_free(rn);
+    rr_memstorage_free(ms);
+}
+
+/* A leader that applied its own removal, facing a single voter that is not itself, must
+ * not answer a ReadIndex at once: that voter may lead a later term already. */
+static void test_removed_leader_does_not_read_alone(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    cluster_init(c, 2);
+    elect_one(c);
+    rr_conf_change cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.v1 = true;
+    cc.n_changes = 1;
+    cc.changes[0] = (rr_conf_change_single){.type = RR_CONF_REMOVE_NODE, .node_id = 1};
+    assert_int_equal(rr_rawnode_propose_conf_change(c->nodes[0].rn, &cc), 0);
+    stabilize(c);
+    rr_status st = status_of(c, 1);
+    assert_int_equal(st.soft_state.raft_state, RR_STATE_LEADER);
+    assert_int_equal(st.config.voters.n, 1);
+    assert_false(rr_id_set_contains(&st.config.voters, 1));
+
+    cut_node(c, 2, true); /* node 2 cannot confirm anything */
+    uint32_t reads = c->nodes[0].n_reads;
+    uint8_t ctx = 7;
+    rr_rawnode_read_index(c->nodes[0].rn, &ctx, 1);
+    stabilize(c);
+    assert_int_equal(c->nodes[0].n_reads, reads);
+    cluster_free(c);
+    free(c);
+}
+
 /* ---- lease reads under clock drift -------------------------------------------------- */
 
 /* One round of a tick-driven run: node i ticks `rate[i]` / 8 times per round (rates in
@@ -1036,6 +1182,9 @@ int main(void)
         cmocka_unit_test(test_async_leader_counts_own_append_after_ack),
         cmocka_unit_test(test_async_apply_below_restored_snapshot_is_declined),
         cmocka_unit_test(test_restart_with_commit_below_snapshot),
+        cmocka_unit_test(test_non_campaigning_node_refuses_with_its_commit),
+        cmocka_unit_test(test_candidate_learns_commit_from_refusal),
+        cmocka_unit_test(test_removed_leader_does_not_read_alone),
         cmocka_unit_test(test_snapshot_catches_up_a_follower_behind_compaction),
         cmocka_unit_test(test_failed_snapshot_returns_to_probe),
         cmocka_unit_test(test_read_index_on_leader_and_forwarded_from_follower),

@@ -1042,7 +1042,11 @@ static int step_leader(rr_raft *r, const rr_message *m)
     case RR_MSG_PROP:
         return step_leader_prop(r, m);
     case RR_MSG_READ_INDEX:
-        if (rr_tracker_is_singleton(&r->trk)) {
+        /* Answer at once only when we are the one voter. A leader that applied its own
+         * removal may face a single voter that is not itself (etcd's check assumes it is):
+         * that voter may already lead a later term, so confirm as usual. rr-sim found it. */
+        if (rr_tracker_is_singleton(&r->trk) &&
+            rr_id_set_contains(&r->trk.config.voters.incoming, r->id)) {
             respond_to_read_index(r, m, r->log.committed);
             return 0;
         }
@@ -1264,8 +1268,27 @@ static void step_vote(rr_raft *r, const rr_message *m)
     } else {
         resp.term = r->term;
         resp.reject = true;
+        if (!promotable(r) && !rr_log_is_up_to_date(&r->log, cand)) {
+            /* Beyond etcd (etcd-io/etcd#12359): a node that applied its own removal (or is
+             * a learner) never campaigns, yet its longer log can make it refuse every
+             * candidate that still counts it as a voter, for lack of knowing that the
+             * removal committed. Tell the candidate what we know is committed. */
+            resp.commit = r->log.committed;
+            resp.log_term = rr_log_term_or_zero(&r->log, r->log.committed);
+        }
         send(r, &resp);
     }
+}
+
+/* A vote rejection from a node that does not campaign may carry its commit index and the
+ * term there (step_vote). Where our log has that entry, the logs match up to it (Log
+ * Matching), so it is committed for us too: learning it lets us apply the configuration
+ * that no longer needs the refusing node. */
+static void learn_commit_from_rejection(rr_raft *r, const rr_message *m)
+{
+    rr_entry_id id = {.term = m->log_term, .index = m->commit};
+    if (m->commit > r->log.committed && rr_log_match_term(&r->log, id))
+        rr_log_commit_to(&r->log, m->commit);
 }
 
 int rr_raft_step(rr_raft *r, const rr_message *m)
@@ -1278,6 +1301,9 @@ int rr_raft_step(rr_raft *r, const rr_message *m)
         return 0;
     }
 
+    if ((m->type == RR_MSG_VOTE_RESP || m->type == RR_MSG_PRE_VOTE_RESP) && m->reject &&
+        m->commit != 0)
+        learn_commit_from_rejection(r, m);
     switch (m->type) {
     case RR_MSG_HUP:
         hup(r, r->pre_vote ? CAMPAIGN_PRE_ELECTION : CAMPAIGN_ELECTION);

@@ -7,6 +7,15 @@
  * to persist, what to send and what to apply. Everything here is single-threaded: one
  * rr_rawnode is used by one thread at a time (engine/node's raft thread).
  *
+ * Where it differs from etcd on purpose (each found by rr-sim, each with a unit test in
+ * tests/unit/test_protocol.c): a vote refused for a shorter log by a node that does not
+ * campaign (a learner, or one that applied its own removal) carries that node's commit
+ * index in `commit` and the term there in `log_term`, and a candidate whose log has that
+ * entry learns it is committed (etcd-io/etcd#12359: otherwise such a node can block every
+ * election while the others have not applied its removal); a leader answers a ReadIndex at
+ * once only if it is the configuration's single voter (etcd also did when a removed leader
+ * faced one other voter); rr_rawnode_apply_conf_change and rr_rawnode_new below.
+ *
  * Ownership rules (the same everywhere in this header):
  * - Payload bytes live in reference-counted buffers (rr_buf). An rr_entry or rr_snapshot
  *   points at bytes inside a buffer and holds one reference to it (or buf == NULL when the
