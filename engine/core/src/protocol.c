@@ -1255,8 +1255,9 @@ static void step_vote(rr_raft *r, const rr_message *m)
                     (r->vote == RR_NODE_ID_NONE && r->lead == RR_NODE_ID_NONE) ||
                     (m->type == RR_MSG_PRE_VOTE && m->term > r->term);
     rr_entry_id cand = {.term = m->log_term, .index = m->index};
+    bool cand_up_to_date = rr_log_is_up_to_date(&r->log, cand);
     rr_message resp = new_msg(vote_resp_type(m->type), m->from);
-    if (can_vote && rr_log_is_up_to_date(&r->log, cand)) {
+    if (can_vote && cand_up_to_date) {
         /* Learners vote too: one may have been promoted without knowing yet. The response
          * carries the request's term so a pre-candidate ahead of us accepts it. */
         resp.term = m->term;
@@ -1268,7 +1269,7 @@ static void step_vote(rr_raft *r, const rr_message *m)
     } else {
         resp.term = r->term;
         resp.reject = true;
-        if (!promotable(r) && !rr_log_is_up_to_date(&r->log, cand)) {
+        if (!promotable(r) && !cand_up_to_date) {
             /* Beyond etcd (etcd-io/etcd#12359): a node that applied its own removal (or is
              * a learner) never campaigns, yet its longer log can make it refuse every
              * candidate that still counts it as a voter, for lack of knowing that the
