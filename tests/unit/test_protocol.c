@@ -702,17 +702,24 @@ static void test_forget_leader_and_report_unreachable(void **state)
 
 /* ---- membership through the log ------------------------------------------------------- */
 
+/* A v1 conf change of one node. */
+static rr_conf_change v1_change(uint8_t type, rr_node_id_t id)
+{
+    rr_conf_change cc;
+    memset(&cc, 0, sizeof(cc));
+    cc.v1 = true;
+    cc.n_changes = 1;
+    cc.changes[0] = (rr_conf_change_single){.type = type, .node_id = id};
+    return cc;
+}
+
 static void test_conf_change_adds_learner_then_promotes(void **state)
 {
     (void)state;
     cluster *c = calloc(1, sizeof(*c));
     cluster_init(c, 3);
     elect_one(c);
-    rr_conf_change cc;
-    memset(&cc, 0, sizeof(cc));
-    cc.v1 = true;
-    cc.n_changes = 1;
-    cc.changes[0] = (rr_conf_change_single){.type = RR_CONF_ADD_LEARNER_NODE, .node_id = 4};
+    rr_conf_change cc = v1_change(RR_CONF_ADD_LEARNER_NODE, 4);
     assert_int_equal(rr_rawnode_propose_conf_change(c->nodes[0].rn, &cc), 0);
     /* One change pending at a time: a second is turned into an empty entry. */
     cc.changes[0].node_id = 5;
@@ -772,11 +779,7 @@ static void test_async_apply_below_restored_snapshot_is_declined(void **state)
     tnode *t = &c->nodes[1];
 
     /* Leader 1 replicates and commits [1: remove voter 3, 2: "x"]. */
-    rr_conf_change cc;
-    memset(&cc, 0, sizeof(cc));
-    cc.v1 = true;
-    cc.n_changes = 1;
-    cc.changes[0] = (rr_conf_change_single){.type = RR_CONF_REMOVE_NODE, .node_id = 3};
+    rr_conf_change cc = v1_change(RR_CONF_REMOVE_NODE, 3);
     uint8_t ccbuf[64];
     int cclen = rr_conf_change_encode(&cc, ccbuf, sizeof ccbuf);
     assert_true(cclen > 0);
@@ -1021,11 +1024,7 @@ static void test_removed_leader_does_not_read_alone(void **state)
     cluster *c = calloc(1, sizeof(*c));
     cluster_init(c, 2);
     elect_one(c);
-    rr_conf_change cc;
-    memset(&cc, 0, sizeof(cc));
-    cc.v1 = true;
-    cc.n_changes = 1;
-    cc.changes[0] = (rr_conf_change_single){.type = RR_CONF_REMOVE_NODE, .node_id = 1};
+    rr_conf_change cc = v1_change(RR_CONF_REMOVE_NODE, 1);
     assert_int_equal(rr_rawnode_propose_conf_change(c->nodes[0].rn, &cc), 0);
     stabilize(c);
     rr_status st = status_of(c, 1);

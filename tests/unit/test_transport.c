@@ -79,6 +79,24 @@ static void msg_make(rr_message *m, rr_node_id_t from, rr_node_id_t to, uint64_t
     }
 }
 
+/* A MsgSnap from 1 to 2 (voters 1 and 2) whose snapshot data is len bytes of data; the
+ * message takes its own reference. */
+static void snap_msg_make(rr_message *m, uint64_t seq, rr_index_t index, rr_term_t term,
+                          test_buf *data, size_t len)
+{
+    msg_make(m, 1, 2, seq, 0, 0, NULL);
+    m->type = RR_MSG_SNAP;
+    m->snapshot = calloc(1, sizeof(rr_snapshot));
+    m->snapshot->meta.index = index;
+    m->snapshot->meta.term = term;
+    rr_id_set_insert(&m->snapshot->meta.conf_state.voters, 1);
+    rr_id_set_insert(&m->snapshot->meta.conf_state.voters, 2);
+    m->snapshot->data = data->data;
+    m->snapshot->data_len = len;
+    m->snapshot->buf = &data->hdr;
+    rr_buf_ref(&data->hdr);
+}
+
 static rr_transport *tcp_new(rr_node_id_t self, uint64_t cluster, rr_transport_config *cfg_out)
 {
     rr_transport_config cfg;
@@ -201,16 +219,9 @@ static void test_inproc_delivers_and_bounds(void **state)
     /* A snapshot handed over is reported done to the sender's core, as TCP reports one
      * streamed (without it the leader would wait in snapshot state for an append response). */
     rr_message sm;
-    msg_make(&sm, 1, 2, 300, 0, 0, NULL);
-    sm.type = RR_MSG_SNAP;
-    sm.snapshot = calloc(1, sizeof(rr_snapshot));
-    sm.snapshot->meta.index = 77;
-    sm.snapshot->meta.term = 2;
-    rr_id_set_insert(&sm.snapshot->meta.conf_state.voters, 2);
     test_buf *sdata = test_buf_new(100, 7);
-    sm.snapshot->data = sdata->data;
-    sm.snapshot->data_len = 100;
-    sm.snapshot->buf = &sdata->hdr; /* the message's reference */
+    snap_msg_make(&sm, 300, 77, 2, sdata, 100);
+    rr_buf_unref(&sdata->hdr); /* the message holds its own */
     assert_int_equal(rr_transport_send(t[0], &sm), 0);
     rr_transport_flush(t[0]);
     n = rr_transport_reports(t[0], rep, 8);
@@ -637,17 +648,7 @@ static void test_tcp_snapshot_streams(void **state)
     size_t big = 3u << 20;
     test_buf *data = test_buf_new(big, 42);
     rr_message m;
-    msg_make(&m, 1, 2, 1, 0, 0, NULL);
-    m.type = RR_MSG_SNAP;
-    m.snapshot = calloc(1, sizeof(rr_snapshot));
-    m.snapshot->meta.index = 500;
-    m.snapshot->meta.term = 3;
-    rr_id_set_insert(&m.snapshot->meta.conf_state.voters, 1);
-    rr_id_set_insert(&m.snapshot->meta.conf_state.voters, 2);
-    m.snapshot->data = data->data;
-    m.snapshot->data_len = big;
-    m.snapshot->buf = &data->hdr;
-    rr_buf_ref(&data->hdr);
+    snap_msg_make(&m, 1, 500, 3, data, big);
     assert_int_equal(rr_transport_send(a, &m), 0);
     for (uint64_t seq = 2; seq <= 20; seq++) {
         msg_make(&m, 1, 2, seq, 0, 0, NULL);
