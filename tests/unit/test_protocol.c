@@ -33,6 +33,10 @@ typedef struct tnode {
     uint32_t n_reads;              /* read states seen */
     rr_index_t last_read_index;
     uint8_t last_read_ctx;
+    bool async; /* async storage writes: handle_ready does the storage work */
+    bool hold;  /* ... or, while set, keeps it in held[] (release_held) */
+    uint32_t n_held;
+    rr_message held[8];
 } tnode;
 
 typedef struct cluster {
@@ -70,6 +74,7 @@ static void node_init(cluster *c, uint32_t i, const rr_term_t *terms, size_t n_t
     cfg.rand_seed = 42;
     cfg.pre_vote = false; /* the default is on (DESIGN.md); these tests step MsgVote */
     cfg.async_storage_writes = async;
+    t->async = async;
     cfg.disable_proposal_forwarding = forwarding_off;
     assert_int_equal(rr_rawnode_new(&cfg, &t->rn), 0);
 }
@@ -87,6 +92,8 @@ static void cluster_free(cluster *c)
     for (uint32_t i = 0; i < c->n_queue; i++)
         rr_message_free(&c->queue[i]);
     for (uint32_t i = 0; i < c->n; i++) {
+        for (uint32_t k = 0; k < c->nodes[i].n_held; k++)
+            rr_message_free(&c->nodes[i].held[k]);
         rr_rawnode_free(c->nodes[i].rn);
         rr_memstorage_free(c->nodes[i].ms);
     }
@@ -120,12 +127,81 @@ static void apply_entries(tnode *t, const rr_entry *ents, uint32_t n)
     }
 }
 
-/* Synchronous mode: persist, queue messages, apply, advance. Returns false if no Ready. */
+static void note_read_states(tnode *t, const rr_ready *rd)
+{
+    for (uint32_t k = 0; k < rd->n_read_states; k++) {
+        t->n_reads++;
+        t->last_read_index = rd->read_states[k].index;
+        t->last_read_ctx =
+            rd->read_states[k].request_ctx_len > 0 ? rd->read_states[k].request_ctx[0] : 0;
+    }
+}
+
+/* Async mode: the storage work a MsgStorageAppend or MsgStorageApply asks for, then its
+ * responses stepped back. */
+static void do_storage_work(tnode *t, const rr_message *m)
+{
+    if (m->type == RR_MSG_STORAGE_APPEND) {
+        if (m->term != 0) {
+            rr_hard_state hs = {.term = m->term, .vote = m->vote, .commit = m->commit};
+            rr_memstorage_set_hard_state(t->ms, &hs);
+        }
+        if (m->snapshot != NULL)
+            assert_int_equal(rr_memstorage_apply_snapshot(t->ms, m->snapshot), 0);
+        assert_int_equal(rr_memstorage_append(t->ms, m->entries, m->n_entries), 0);
+    } else {
+        apply_entries(t, m->entries, m->n_entries);
+    }
+    /* A response from ourselves once we left the configuration is refused, like any
+     * response from a peer not tracked (etcd's ErrStepPeerNotFound). */
+    for (uint32_t r = 0; r < m->n_responses; r++) {
+        int rc = rr_rawnode_step(t->rn, &m->responses[r]);
+        assert_true(rc == 0 || rc == -ENOENT);
+    }
+}
+
+/* Async mode: storage work at once (or held), peer messages queued. */
+static void handle_async_ready(cluster *c, tnode *t)
+{
+    rr_ready rd;
+    assert_int_equal(rr_rawnode_ready(t->rn, &rd), 0);
+    for (uint32_t k = 0; k < rd.n_messages; k++) {
+        rr_message *m = &rd.messages[k];
+        if (m->type != RR_MSG_STORAGE_APPEND && m->type != RR_MSG_STORAGE_APPLY) {
+            enqueue(c, m);
+        } else if (t->hold) {
+            assert_true(t->n_held < sizeof(t->held) / sizeof(t->held[0]));
+            t->held[t->n_held++] = *m;
+            memset(m, 0, sizeof(*m));
+        } else {
+            do_storage_work(t, m);
+        }
+    }
+    note_read_states(t, &rd);
+    rr_ready_free(&rd);
+}
+
+/* Does the storage work held so far, in order, and stops holding. */
+static void release_held(tnode *t)
+{
+    t->hold = false;
+    for (uint32_t k = 0; k < t->n_held; k++) {
+        do_storage_work(t, &t->held[k]);
+        rr_message_free(&t->held[k]);
+    }
+    t->n_held = 0;
+}
+
+/* Persist, queue messages, apply, advance (or the async way). Returns false if no Ready. */
 static bool handle_ready(cluster *c, uint32_t i)
 {
     tnode *t = &c->nodes[i];
     if (!rr_rawnode_has_ready(t->rn))
         return false;
+    if (t->async) {
+        handle_async_ready(c, t);
+        return true;
+    }
     rr_ready rd;
     assert_int_equal(rr_rawnode_ready(t->rn, &rd), 0);
     if (rd.has_hard_state)
@@ -136,12 +212,7 @@ static bool handle_ready(cluster *c, uint32_t i)
     for (uint32_t k = 0; k < rd.n_messages; k++)
         enqueue(c, &rd.messages[k]);
     apply_entries(t, rd.committed_entries, rd.n_committed_entries);
-    for (uint32_t k = 0; k < rd.n_read_states; k++) {
-        t->n_reads++;
-        t->last_read_index = rd.read_states[k].index;
-        t->last_read_ctx =
-            rd.read_states[k].request_ctx_len > 0 ? rd.read_states[k].request_ctx[0] : 0;
-    }
+    note_read_states(t, &rd);
     rr_ready_free(&rd);
     rr_rawnode_advance(t->rn);
     return true;
@@ -904,7 +975,7 @@ static void test_restart_with_commit_below_snapshot(void **state)
 
 /* A node with entries 1..3 of term 1, committed up to `commit`, in a configuration of
  * voters 1, 3 and node 2 as a voter or a learner. */
-static rr_rawnode *node2_new(rr_memstorage *ms, bool learner, rr_index_t commit)
+static rr_rawnode *node2_new(rr_memstorage *ms, bool learner, rr_index_t commit, bool check_quorum)
 {
     rr_snapshot boot;
     memset(&boot, 0, sizeof(boot));
@@ -925,6 +996,7 @@ static rr_rawnode *node2_new(rr_memstorage *ms, bool learner, rr_index_t commit)
     rr_config cfg;
     rr_config_init(&cfg, 2, rr_memstorage_storage(ms));
     cfg.pre_vote = false;
+    cfg.check_quorum = check_quorum;
     cfg.applied = commit;
     rr_rawnode *rn;
     assert_int_equal(rr_rawnode_new(&cfg, &rn), 0);
@@ -966,7 +1038,7 @@ static void test_non_campaigning_node_refuses_with_its_commit(void **state)
 {
     (void)state;
     rr_memstorage *ms = rr_memstorage_new();
-    rr_rawnode *rn = node2_new(ms, true, 3);
+    rr_rawnode *rn = node2_new(ms, true, 3, true);
     rr_message resp = refuse_short_candidate(rn);
     assert_int_equal(resp.commit, 3);
     assert_int_equal(resp.log_term, 1);
@@ -975,7 +1047,7 @@ static void test_non_campaigning_node_refuses_with_its_commit(void **state)
     rr_memstorage_free(ms);
 
     ms = rr_memstorage_new();
-    rn = node2_new(ms, false, 3);
+    rn = node2_new(ms, false, 3, true);
     resp = refuse_short_candidate(rn);
     assert_int_equal(resp.commit, 0);
     assert_int_equal(resp.log_term, 0);
@@ -990,7 +1062,7 @@ static void test_candidate_learns_commit_from_refusal(void **state)
 {
     (void)state;
     rr_memstorage *ms = rr_memstorage_new();
-    rr_rawnode *rn = node2_new(ms, false, 1);
+    rr_rawnode *rn = node2_new(ms, false, 1, true);
     assert_int_equal(rr_rawnode_campaign(rn), 0);
     rr_status st;
     rr_rawnode_status(rn, &st);
@@ -1038,6 +1110,221 @@ static void test_removed_leader_does_not_read_alone(void **state)
     rr_rawnode_read_index(c->nodes[0].rn, &ctx, 1);
     stabilize(c);
     assert_int_equal(c->nodes[0].n_reads, reads);
+    cluster_free(c);
+    free(c);
+}
+
+/* ---- beyond etcd: liveness across differing configurations (rr-sim) -------------------- */
+
+/* Handles node rn's Ready (persisting to ms) and returns how many messages of `type` it
+ * sent (the last one in *last, owned by the caller, when last is not NULL). */
+static uint32_t sent_of_type(rr_rawnode *rn, rr_memstorage *ms, uint8_t type, rr_message *last)
+{
+    uint32_t n = 0;
+    if (!rr_rawnode_has_ready(rn))
+        return 0;
+    rr_ready rd;
+    assert_int_equal(rr_rawnode_ready(rn, &rd), 0);
+    if (rd.has_hard_state)
+        rr_memstorage_set_hard_state(ms, &rd.hard_state);
+    assert_int_equal(rr_memstorage_append(ms, rd.entries, rd.n_entries), 0);
+    for (uint32_t k = 0; k < rd.n_messages; k++) {
+        if (rd.messages[k].type != type)
+            continue;
+        n++;
+        if (last != NULL) {
+            rr_message_free(last);
+            *last = rd.messages[k];
+            memset(&rd.messages[k], 0, sizeof(rd.messages[k]));
+        }
+    }
+    rr_ready_free(&rd);
+    rr_rawnode_advance(rn);
+    return n;
+}
+
+static rr_message msg_to_2(uint8_t type, rr_node_id_t from, rr_term_t term)
+{
+    rr_message m;
+    memset(&m, 0, sizeof(m));
+    m.type = type;
+    m.from = from;
+    m.to = 2;
+    m.term = term;
+    return m;
+}
+
+/* A node that knows no leader tells a lower-term candidate or leader its term (etcd stays
+ * silent without check quorum and pre-vote): the sender may be outside the configuration
+ * this node campaigns in, and would otherwise chase its term forever. With a leader it
+ * stays silent as etcd does. */
+static void test_leaderless_node_answers_lower_terms(void **state)
+{
+    (void)state;
+    rr_memstorage *ms = rr_memstorage_new();
+    rr_rawnode *rn = node2_new(ms, false, 3, false);
+    assert_int_equal(rr_rawnode_campaign(rn), 0); /* candidate at term 2, no leader */
+    (void)sent_of_type(rn, ms, RR_MSG_VOTE, NULL);
+
+    rr_message vote = msg_to_2(RR_MSG_VOTE, 3, 1);
+    vote.log_term = 1;
+    vote.index = 3;
+    assert_int_equal(rr_rawnode_step(rn, &vote), 0);
+    rr_message resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(sent_of_type(rn, ms, RR_MSG_VOTE_RESP, &resp), 1);
+    assert_int_equal(resp.to, 3);
+    assert_int_equal(resp.term, 2);
+    assert_true(resp.reject);
+
+    rr_message hb = msg_to_2(RR_MSG_HEARTBEAT, 1, 1);
+    assert_int_equal(rr_rawnode_step(rn, &hb), 0);
+    assert_int_equal(sent_of_type(rn, ms, RR_MSG_APP_RESP, &resp), 1);
+    assert_int_equal(resp.to, 1);
+    assert_int_equal(resp.term, 2);
+
+    /* Following leader 1 at term 3: lower terms get no answer. */
+    hb = msg_to_2(RR_MSG_HEARTBEAT, 1, 3);
+    assert_int_equal(rr_rawnode_step(rn, &hb), 0);
+    (void)sent_of_type(rn, ms, RR_MSG_HEARTBEAT_RESP, NULL);
+    vote.term = 2;
+    assert_int_equal(rr_rawnode_step(rn, &vote), 0);
+    hb = msg_to_2(RR_MSG_HEARTBEAT, 3, 2);
+    assert_int_equal(rr_rawnode_step(rn, &hb), 0);
+    assert_false(rr_rawnode_has_ready(rn));
+
+    rr_message_free(&resp);
+    rr_rawnode_free(rn);
+    rr_memstorage_free(ms);
+}
+
+/* A candidate told by a refusal of a committed entry its log lacks cannot win (Leader
+ * Completeness): it steps down and does not campaign, which would only raise everyone's
+ * term, until it holds that entry. Its election timer still ends a leader's lease. */
+static void test_node_lacking_committed_entry_does_not_campaign(void **state)
+{
+    (void)state;
+    rr_memstorage *ms = rr_memstorage_new();
+    rr_rawnode *rn = node2_new(ms, false, 1, true);
+    assert_int_equal(rr_rawnode_campaign(rn), 0);
+    (void)sent_of_type(rn, ms, RR_MSG_VOTE, NULL);
+    rr_message refusal = msg_to_2(RR_MSG_VOTE_RESP, 3, 2);
+    refusal.reject = true;
+    refusal.commit = 5; /* entry (5, term 1) is committed; our log ends at 3 */
+    refusal.log_term = 1;
+    assert_int_equal(rr_rawnode_step(rn, &refusal), 0);
+    rr_status st;
+    rr_rawnode_status(rn, &st);
+    assert_int_equal(st.soft_state.raft_state, RR_STATE_FOLLOWER);
+    for (int k = 0; k < 100; k++)
+        rr_rawnode_tick(rn);
+    assert_int_equal(sent_of_type(rn, ms, RR_MSG_VOTE, NULL), 0);
+    rr_rawnode_status(rn, &st);
+    assert_int_equal(st.hard_state.term, 2);
+
+    /* Leader 1 of term 2 is heard from, then falls silent: after an election timeout the
+     * node forgets it, so a candidate of a later term gets its vote despite check quorum. */
+    rr_message hb = msg_to_2(RR_MSG_HEARTBEAT, 1, 2);
+    assert_int_equal(rr_rawnode_step(rn, &hb), 0);
+    (void)sent_of_type(rn, ms, RR_MSG_HEARTBEAT_RESP, NULL);
+    rr_rawnode_status(rn, &st);
+    assert_int_equal(st.soft_state.lead, 1);
+    for (int k = 0; k < 100; k++)
+        rr_rawnode_tick(rn);
+    rr_rawnode_status(rn, &st);
+    assert_int_equal(st.soft_state.lead, RR_NODE_ID_NONE);
+    rr_message vote = msg_to_2(RR_MSG_VOTE, 3, 3);
+    vote.log_term = 1;
+    vote.index = 5;
+    assert_int_equal(rr_rawnode_step(rn, &vote), 0);
+    rr_message resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(sent_of_type(rn, ms, RR_MSG_VOTE_RESP, &resp), 1);
+    assert_false(resp.reject);
+
+    /* Once the node holds entry 5 it campaigns again. */
+    rr_entry ents[2];
+    memset(ents, 0, sizeof(ents));
+    ents[0] = (rr_entry){.term = 1, .index = 4};
+    ents[1] = (rr_entry){.term = 1, .index = 5};
+    rr_message app = msg_to_2(RR_MSG_APP, 3, 3);
+    app.log_term = 1;
+    app.index = 3;
+    app.entries = ents;
+    app.n_entries = 2;
+    assert_int_equal(rr_rawnode_step(rn, &app), 0);
+    (void)sent_of_type(rn, ms, RR_MSG_APP_RESP, NULL);
+    for (int k = 0; k < 100; k++)
+        rr_rawnode_tick(rn);
+    assert_true(sent_of_type(rn, ms, RR_MSG_VOTE, NULL) >= 2); /* to 1 and 3, each campaign */
+
+    rr_message_free(&resp);
+    rr_rawnode_free(rn);
+    rr_memstorage_free(ms);
+}
+
+/* A leader that stays on after applying its own removal commits by the others' quorum:
+ * here an entry node 2 already holds, which the old configuration ({1, 2}) had not
+ * committed because the leader's own (async) append was not yet acknowledged. */
+static void test_removed_leader_that_stays_commits_by_the_others(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    c->n = 2;
+    node_init(c, 0, NULL, 0, 0, true, false);
+    node_init(c, 1, NULL, 0, 0, false, false);
+    elect_one(c);
+    tnode *l = &c->nodes[0];
+
+    l->hold = true;
+    rr_conf_change cc = v1_change(RR_CONF_REMOVE_NODE, 1);
+    assert_int_equal(rr_rawnode_propose_conf_change(l->rn, &cc), 0);
+    stabilize(c);
+    release_held(l); /* the leader's append: the removal commits under {1, 2} */
+    l->hold = true;
+    stabilize(c); /* its apply work is held */
+    rr_index_t removal = status_of(c, 1).hard_state.commit;
+    assert_int_equal(propose_str(c, 1, "x"), 0);
+    stabilize(c); /* node 2 holds "x"; the leader's own append is held */
+    assert_int_equal(status_of(c, 1).hard_state.commit, removal);
+
+    release_held(l); /* apply the removal (config {2}), then the append of "x" */
+    stabilize(c);
+    rr_status st = status_of(c, 1);
+    assert_int_equal(st.soft_state.raft_state, RR_STATE_LEADER);
+    assert_false(rr_id_set_contains(&st.config.voters, 1));
+    assert_int_equal(st.hard_state.commit, removal + 1);
+    assert_int_equal(status_of(c, 2).hard_state.commit, removal + 1);
+    cluster_free(c);
+    free(c);
+}
+
+/* The one voter answers ReadIndex at once only after it committed an entry of its term:
+ * with async storage its commit index can trail entries it wrote (and acknowledged)
+ * before a restart. etcd answers at once, with the stale index. */
+static void test_singleton_read_waits_for_first_commit_of_term(void **state)
+{
+    (void)state;
+    cluster *c = calloc(1, sizeof(*c));
+    c->n = 1;
+    static const rr_term_t terms[] = {1, 1, 1};
+    node_init(c, 0, terms, 3, 1, true, false); /* durable commit 0 behind entries 1..3 */
+    tnode *t = &c->nodes[0];
+    t->hold = true;
+    assert_int_equal(rr_rawnode_campaign(t->rn), 0);
+    stabilize(c);
+    release_held(t); /* the vote is durable: leader of term 2 */
+    t->hold = true;
+    stabilize(c); /* the term's empty entry 4 is not yet durable */
+    assert_int_equal(status_of(c, 1).soft_state.raft_state, RR_STATE_LEADER);
+    uint8_t ctx = 9;
+    assert_int_equal(rr_rawnode_read_index(t->rn, &ctx, 1), 0);
+    stabilize(c);
+    assert_int_equal(t->n_reads, 0);
+    release_held(t);
+    stabilize(c);
+    assert_int_equal(t->n_reads, 1);
+    assert_int_equal(t->last_read_index, 4);
     cluster_free(c);
     free(c);
 }
@@ -1184,6 +1471,10 @@ int main(void)
         cmocka_unit_test(test_non_campaigning_node_refuses_with_its_commit),
         cmocka_unit_test(test_candidate_learns_commit_from_refusal),
         cmocka_unit_test(test_removed_leader_does_not_read_alone),
+        cmocka_unit_test(test_leaderless_node_answers_lower_terms),
+        cmocka_unit_test(test_node_lacking_committed_entry_does_not_campaign),
+        cmocka_unit_test(test_removed_leader_that_stays_commits_by_the_others),
+        cmocka_unit_test(test_singleton_read_waits_for_first_commit_of_term),
         cmocka_unit_test(test_snapshot_catches_up_a_follower_behind_compaction),
         cmocka_unit_test(test_failed_snapshot_returns_to_probe),
         cmocka_unit_test(test_read_index_on_leader_and_forwarded_from_follower),

@@ -558,6 +558,19 @@ static void campaign(rr_raft *r, campaign_type t)
     }
 }
 
+/* Whether our log lacks a committed entry a vote refusal told us of. */
+static bool lacks_committed_entry(rr_raft *r)
+{
+    rr_entry_id id = r->lacks_committed;
+    if (id.index == 0)
+        return false;
+    if (r->log.committed >= id.index || rr_log_match_term(&r->log, id)) {
+        r->lacks_committed = (rr_entry_id){0};
+        return false;
+    }
+    return true;
+}
+
 static void hup(rr_raft *r, campaign_type t)
 {
     if (r->state == RR_STATE_LEADER)
@@ -568,6 +581,16 @@ static void hup(rr_raft *r, campaign_type t)
      * voters could be wrong (thesis §4.1). */
     if (has_unapplied_conf_changes(r))
         return;
+    /* Beyond etcd: without pre-vote, a node that cannot win still raises everyone's term
+     * with each campaign, and two such nodes voting for each other can keep the one that
+     * can win a term behind forever (rr-sim found it). A transfer is the leader's call. */
+    if (t != CAMPAIGN_TRANSFER && lacks_committed_entry(r)) {
+        /* Our election timer ran out: forget the leader we knew, or its lease would last
+         * forever and we would ignore the candidates that can win. */
+        if (r->state != RR_STATE_FOLLOWER || r->lead != RR_NODE_ID_NONE)
+            become_follower(r, r->term, RR_NODE_ID_NONE);
+        return;
+    }
     campaign(r, t);
 }
 
@@ -587,12 +610,15 @@ static void switch_to_config(rr_raft *r, const rr_tracker_change *c, rr_conf_sta
     const rr_progress *pr = rr_tracker_get_const(&r->trk, r->id);
     r->is_learner = pr != NULL && pr->is_learner;
 
-    if ((pr == NULL || r->is_learner) && r->state == RR_STATE_LEADER) {
+    if ((pr == NULL || r->is_learner) && r->state == RR_STATE_LEADER && r->step_down_on_removal) {
         /* Removed or demoted while leading (thesis §4.2.2). */
-        if (r->step_down_on_removal)
-            become_follower(r, r->term, RR_NODE_ID_NONE);
+        become_follower(r, r->term, RR_NODE_ID_NONE);
         return;
     }
+    /* A leader that stays on after its removal still leads the others, so it commits by
+     * their quorum like any leader (etcd returns here, and a change that shrank the
+     * quorum leaves entries the others already hold uncommitted until the next
+     * proposal; rr-sim found it). */
     if (r->state != RR_STATE_LEADER || cs->voters.n == 0)
         return;
 
@@ -708,6 +734,16 @@ static bool lease_valid(const rr_raft *r)
 
 static void send_read_index_response(rr_raft *r, const rr_message *m)
 {
+    /* The one voter answers at once, but (unlike etcd) only once it has committed an
+     * entry of its term like any leader: with async storage a restarted singleton leader's
+     * commit index can trail entries it acknowledged before the crash. And it must be the
+     * one voter: a leader that applied its own removal may face a single voter that is
+     * not itself and may already lead a later term. rr-sim found both. */
+    if (rr_tracker_is_singleton(&r->trk) &&
+        rr_id_set_contains(&r->trk.config.voters.incoming, r->id)) {
+        respond_to_read_index(r, m, r->log.committed);
+        return;
+    }
     if (lease_mode(r)) {
         if (lease_valid(r)) {
             respond_to_read_index(r, m, r->log.committed);
@@ -1042,14 +1078,6 @@ static int step_leader(rr_raft *r, const rr_message *m)
     case RR_MSG_PROP:
         return step_leader_prop(r, m);
     case RR_MSG_READ_INDEX:
-        /* Answer at once only when we are the one voter. A leader that applied its own
-         * removal may face a single voter that is not itself (etcd's check assumes it is):
-         * that voter may already lead a later term, so confirm as usual. rr-sim found it. */
-        if (rr_tracker_is_singleton(&r->trk) &&
-            rr_id_set_contains(&r->trk.config.voters.incoming, r->id)) {
-            respond_to_read_index(r, m, r->log.committed);
-            return 0;
-        }
         if (!committed_entry_in_current_term(r)) {
             /* §6.4: the commit index is only known once an entry of this term commits. */
             rr_message copy;
@@ -1228,16 +1256,25 @@ static bool step_higher_term(rr_raft *r, const rr_message *m)
 
 static void step_lower_term(rr_raft *r, const rr_message *m)
 {
-    if ((r->check_quorum || r->pre_vote) &&
+    /* etcd answers a lower term only where it must and counts on our own campaign to
+     * carry our term to the sender otherwise. That fails when configurations differ: we
+     * may not campaign at all (not a voter in the configuration we know) or not at the
+     * sender (it is missing from that configuration), and the sender, which needs us,
+     * never learns why we do not answer: a leader without check quorum stays stuck, a
+     * candidate chases our term forever, both adding one per timeout. rr-sim found both.
+     * So while we know no leader we also answer as Raft's paper does; with a leader we
+     * keep etcd's silence, which spares a cluster the removed node's term. */
+    bool leaderless = r->lead == RR_NODE_ID_NONE;
+    if ((r->check_quorum || r->pre_vote || leaderless) &&
         (m->type == RR_MSG_HEARTBEAT || m->type == RR_MSG_APP)) {
         /* A stale leader (or one cut off while we advanced our term): answer so that it
          * learns our term. With check quorum we may not bump terms on votes, so this is
          * how a partitioned node's higher term reaches the cluster. */
         rr_message resp = new_msg(RR_MSG_APP_RESP, m->from);
         send(r, &resp);
-    } else if (m->type == RR_MSG_PRE_VOTE) {
+    } else if (m->type == RR_MSG_PRE_VOTE || (m->type == RR_MSG_VOTE && leaderless)) {
         /* Reject rather than ignore, or a cluster upgraded to pre-vote could deadlock. */
-        rr_message resp = new_msg(RR_MSG_PRE_VOTE_RESP, m->from);
+        rr_message resp = new_msg(vote_resp_type(m->type), m->from);
         resp.term = r->term;
         resp.reject = true;
         send(r, &resp);
@@ -1288,8 +1325,17 @@ static void step_vote(rr_raft *r, const rr_message *m)
 static void learn_commit_from_rejection(rr_raft *r, const rr_message *m)
 {
     rr_entry_id id = {.term = m->log_term, .index = m->commit};
-    if (m->commit > r->log.committed && rr_log_match_term(&r->log, id))
+    if (m->commit <= r->log.committed)
+        return;
+    if (rr_log_match_term(&r->log, id)) {
         rr_log_commit_to(&r->log, m->commit);
+        return;
+    }
+    /* The refuser's commit index is committed, and our log lacks that entry: we cannot
+     * win. Step down and stay quiet until a leader brings it (see lacks_committed). */
+    r->lacks_committed = id;
+    if (r->state == RR_STATE_CANDIDATE || r->state == RR_STATE_PRE_CANDIDATE)
+        become_follower(r, r->term, RR_NODE_ID_NONE);
 }
 
 int rr_raft_step(rr_raft *r, const rr_message *m)

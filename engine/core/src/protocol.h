@@ -68,6 +68,10 @@ typedef struct rr_raft {
      * restore may still reach the application afterwards (async storage writes); its
      * changes are already in the configuration and must not apply twice. */
     rr_index_t conf_index;
+    /* A committed entry our log lacks, learned from a vote refusal (index 0: none). No
+     * log without it can win an election (Leader Completeness), so until we hold it we
+     * do not campaign: our terms would only outrun the candidate that can win. */
+    rr_entry_id lacks_committed;
     /* Payload bytes of the uncommitted tail (leader only), bounded by
      * max_uncommitted_size_bytes; reset on term change. */
     uint64_t uncommitted_size_bytes;

@@ -8,13 +8,24 @@
  * rr_rawnode is used by one thread at a time (engine/node's raft thread).
  *
  * Where it differs from etcd on purpose (each found by rr-sim, each with a unit test in
- * tests/unit/test_protocol.c): a vote refused for a shorter log by a node that does not
- * campaign (a learner, or one that applied its own removal) carries that node's commit
- * index in `commit` and the term there in `log_term`, and a candidate whose log has that
- * entry learns it is committed (etcd-io/etcd#12359: otherwise such a node can block every
- * election while the others have not applied its removal); a leader answers a ReadIndex at
- * once only if it is the configuration's single voter (etcd also did when a removed leader
- * faced one other voter); rr_rawnode_apply_conf_change and rr_rawnode_new below.
+ * tests/unit/test_protocol.c):
+ * - A vote refused for a shorter log by a node that does not campaign (a learner, or one
+ *   that applied its own removal) carries that node's commit index in `commit` and the
+ *   term there in `log_term`. A candidate whose log has that entry learns it is committed
+ *   (etcd-io/etcd#12359: otherwise such a node can block every election while the others
+ *   have not applied its removal); a candidate whose log lacks it cannot win (Leader
+ *   Completeness), so it steps down and starts no election (a leadership transfer aside)
+ *   until it holds the entry; its election timer still ends a leader's lease.
+ * - A node that knows no leader answers a lower-term MsgVote, MsgHeartbeat or MsgApp with
+ *   its term (etcd stays silent unless check quorum or pre-vote is on): with differing
+ *   configurations the sender may never hear that term otherwise.
+ * - A leader that stays on after applying its own removal (step_down_on_removal off)
+ *   commits by the remaining voters' quorum at once, as any leader after a conf change.
+ * - A leader answers a ReadIndex at once only if it is the configuration's single voter
+ *   (etcd also did when a removed leader faced one other voter), and even then only after
+ *   committing an entry of its term (with async storage, a restarted single voter's commit
+ *   index may trail entries it acknowledged).
+ * - rr_rawnode_apply_conf_change and rr_rawnode_new below.
  *
  * Ownership rules (the same everywhere in this header):
  * - Payload bytes live in reference-counted buffers (rr_buf). An rr_entry or rr_snapshot
