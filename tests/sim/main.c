@@ -2,7 +2,7 @@
  * main.c: rr-sim's options and the loop over seeds.
  *
  *   rr-sim [--seed S] [--seeds N] [--nodes K] [--steps E] [--drop P] [--dup P] [--reorder P]
- *          [--partition P] [--crash P] [--liveness-ticks T] [--verbose] [--risky-conf-changes]
+ *          [--partition P] [--crash P] [--liveness-ticks T] [--verbose]
  *          [--teeth-ack-early | --teeth-lose-acked | --teeth-forget-vote]
  *          [--expect INVARIANT[,INVARIANT...]]
  *
@@ -39,7 +39,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: rr-sim [--seed S] [--seeds N] [--nodes 3..7] [--steps EVENTS]\n"
                     "              [--drop P] [--dup P] [--partition P] [--crash P]\n"
-                    "              [--liveness-ticks T] [--verbose] [--risky-conf-changes]\n"
+                    "              [--liveness-ticks T] [--verbose]\n"
                     "              [--protocol-checks-only]\n"
                     "              [--teeth-ack-early] [--teeth-lose-acked] [--teeth-forget-vote]\n"
                     "              [--expect INVARIANT[,INVARIANT...]]\n");
@@ -81,7 +81,6 @@ enum {
     OPT_LOSE_ACKED,
     OPT_FORGET_VOTE,
     OPT_EXPECT,
-    OPT_RISKY_CONF_CHANGES,
     OPT_PROTOCOL_CHECKS_ONLY,
 };
 
@@ -101,7 +100,6 @@ static const struct option long_opts[] = {
     {"teeth-lose-acked", no_argument, NULL, OPT_LOSE_ACKED},
     {"teeth-forget-vote", no_argument, NULL, OPT_FORGET_VOTE},
     {"expect", required_argument, NULL, OPT_EXPECT},
-    {"risky-conf-changes", no_argument, NULL, OPT_RISKY_CONF_CHANGES},
     {"protocol-checks-only", no_argument, NULL, OPT_PROTOCOL_CHECKS_ONLY},
     {NULL, 0, NULL, 0},
 };
@@ -153,9 +151,6 @@ static bool parse_one(rr_sim_opts *o, int c, const char *arg)
         return true;
     case OPT_EXPECT:
         o->expect = arg;
-        return true;
-    case OPT_RISKY_CONF_CHANGES:
-        o->risky_conf_changes = true;
         return true;
     case OPT_PROTOCOL_CHECKS_ONLY:
         o->protocol_checks_only = true;

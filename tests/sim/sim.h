@@ -55,7 +55,6 @@ typedef struct rr_sim_opts {
     double crash_rate;     /* per workload event */
     uint32_t liveness_ticks_max;
     bool verbose;
-    bool risky_conf_changes;   /* see workload.c (etcd-io/etcd#12359) */
     bool protocol_checks_only; /* no persistence-order or node durability checks: the
                                 * teeth must then be caught by cluster-wide invariants */
     rr_sim_teeth teeth;

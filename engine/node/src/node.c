@@ -430,9 +430,9 @@ static void propose_conf(rr_node *n, request *r, request **failed)
 {
     if (!r->add && r->target == n->id) {
         /* Removing the leader: hand leadership over first (thesis §3.10), to the voter
-         * with the longest log. A removed leader that stops campaigning while it holds
-         * entries the others lack can leave the cluster without a leader (rr-sim
-         * --risky-conf-changes; etcd-io/etcd#12359). The caller retries on the new one. */
+         * with the longest log: the core survives a leader removing itself
+         * (etcd-io/etcd#12359, README), but a handover costs no election and loses no
+         * proposal in flight. The caller retries on the new one. */
         rr_node_id_t to = best_successor(n);
         if (to != RR_NODE_ID_NONE)
             rr_rawnode_transfer_leader(n->rn, to);
