@@ -1263,6 +1263,61 @@ static void test_node_lacking_committed_entry_does_not_campaign(void **state)
     rr_memstorage_free(ms);
 }
 
+/* The other direction: a candidate refused by a node that does not campaign and knows a
+ * lower commit index asks again with its own; the refuser learns it where its log has the
+ * candidate's last entry (it may not campaign only because it has not applied the change
+ * that makes it a voter, while its longer log refuses every candidate). */
+static void test_refuser_learns_commit_from_candidate(void **state)
+{
+    (void)state;
+    rr_memstorage *ms = rr_memstorage_new();
+    rr_rawnode *rn = node2_new(ms, false, 3, true);
+    assert_int_equal(rr_rawnode_campaign(rn), 0);
+    (void)sent_of_type(rn, ms, RR_MSG_VOTE, NULL);
+    rr_message refusal = msg_to_2(RR_MSG_VOTE_RESP, 3, 2);
+    refusal.reject = true;
+    refusal.commit = 1;
+    refusal.log_term = 1;
+    assert_int_equal(rr_rawnode_step(rn, &refusal), 0);
+    rr_message again;
+    memset(&again, 0, sizeof(again));
+    assert_int_equal(sent_of_type(rn, ms, RR_MSG_VOTE, &again), 1);
+    assert_int_equal(again.to, 3);
+    assert_int_equal(again.term, 2);
+    assert_int_equal(again.commit, 3);
+    assert_int_equal(again.index, 3);
+    assert_int_equal(again.log_term, 1);
+    rr_message_free(&again);
+    rr_rawnode_free(rn);
+    rr_memstorage_free(ms);
+
+    /* The refuser: a learner with entries 1..3 (term 1), commit 1. */
+    ms = rr_memstorage_new();
+    rn = node2_new(ms, true, 1, true);
+    rr_message vote = msg_to_2(RR_MSG_VOTE, 3, 2);
+    vote.log_term = 5; /* not our entry at 2: nothing learned */
+    vote.index = 2;
+    vote.commit = 2;
+    assert_int_equal(rr_rawnode_step(rn, &vote), 0);
+    (void)sent_of_type(rn, ms, RR_MSG_VOTE_RESP, NULL);
+    rr_status st;
+    rr_rawnode_status(rn, &st);
+    assert_int_equal(st.hard_state.commit, 1);
+    vote.log_term = 1; /* our entry at 2: committed up to min(commit, 2) */
+    vote.commit = 7;
+    assert_int_equal(rr_rawnode_step(rn, &vote), 0);
+    rr_message resp;
+    memset(&resp, 0, sizeof(resp));
+    assert_int_equal(sent_of_type(rn, ms, RR_MSG_VOTE_RESP, &resp), 1);
+    assert_true(resp.reject); /* our log is longer */
+    assert_int_equal(resp.commit, 2);
+    rr_rawnode_status(rn, &st);
+    assert_int_equal(st.hard_state.commit, 2);
+    rr_message_free(&resp);
+    rr_rawnode_free(rn);
+    rr_memstorage_free(ms);
+}
+
 /* A leader that stays on after applying its own removal commits by the others' quorum:
  * here an entry node 2 already holds, which the old configuration ({1, 2}) had not
  * committed because the leader's own (async) append was not yet acknowledged. */
@@ -1473,6 +1528,7 @@ int main(void)
         cmocka_unit_test(test_removed_leader_does_not_read_alone),
         cmocka_unit_test(test_leaderless_node_answers_lower_terms),
         cmocka_unit_test(test_node_lacking_committed_entry_does_not_campaign),
+        cmocka_unit_test(test_refuser_learns_commit_from_candidate),
         cmocka_unit_test(test_removed_leader_that_stays_commits_by_the_others),
         cmocka_unit_test(test_singleton_read_waits_for_first_commit_of_term),
         cmocka_unit_test(test_snapshot_catches_up_a_follower_behind_compaction),

@@ -520,6 +520,16 @@ static bool has_unapplied_conf_changes(const rr_raft *r)
     return found;
 }
 
+static rr_message vote_request(rr_raft *r, uint8_t vote_type, rr_term_t term, rr_node_id_t to)
+{
+    rr_entry_id last = rr_log_last_entry_id(&r->log);
+    rr_message m = new_msg(vote_type, to);
+    m.term = term;
+    m.index = last.index;
+    m.log_term = last.term;
+    return m;
+}
+
 static void campaign(rr_raft *r, campaign_type t)
 {
     rr_term_t term;
@@ -535,7 +545,6 @@ static void campaign(rr_raft *r, campaign_type t)
     }
     rr_id_set voters;
     rr_tracker_voter_ids(&r->trk, &voters);
-    rr_entry_id last = rr_log_last_entry_id(&r->log);
     for (uint32_t i = 0; i < voters.n; i++) {
         rr_node_id_t id = voters.ids[i];
         if (id == r->id) {
@@ -546,10 +555,7 @@ static void campaign(rr_raft *r, campaign_type t)
             send(r, &m);
             continue;
         }
-        rr_message m = new_msg(vote_type, id);
-        m.term = term;
-        m.index = last.index;
-        m.log_term = last.term;
+        rr_message m = vote_request(r, vote_type, term, id);
         if (t == CAMPAIGN_TRANSFER) {
             m.context = dup_bytes(campaign_transfer_ctx, CAMPAIGN_TRANSFER_LEN);
             m.context_len = CAMPAIGN_TRANSFER_LEN;
@@ -1288,6 +1294,12 @@ static void step_lower_term(rr_raft *r, const rr_message *m)
 
 static void step_vote(rr_raft *r, const rr_message *m)
 {
+    /* Beyond etcd: a candidate repeats its request with its commit index to a node that
+     * refused it knowing less (see learn_commit_from_rejection). If our log has the
+     * candidate's last entry, our logs agree up to it (Log Matching): its commit holds. */
+    if (m->commit > r->log.committed && r->state != RR_STATE_LEADER &&
+        rr_log_match_term(&r->log, (rr_entry_id){.term = m->log_term, .index = m->index}))
+        rr_log_commit_to(&r->log, m->commit < m->index ? m->commit : m->index);
     bool can_vote = r->vote == m->from ||
                     (r->vote == RR_NODE_ID_NONE && r->lead == RR_NODE_ID_NONE) ||
                     (m->type == RR_MSG_PRE_VOTE && m->term > r->term);
@@ -1325,6 +1337,19 @@ static void step_vote(rr_raft *r, const rr_message *m)
 static void learn_commit_from_rejection(rr_raft *r, const rr_message *m)
 {
     rr_entry_id id = {.term = m->log_term, .index = m->commit};
+    if (m->commit < r->log.committed &&
+        (r->state == RR_STATE_CANDIDATE || r->state == RR_STATE_PRE_CANDIDATE)) {
+        /* The refuser (a node that does not campaign) knows less than we do, and may
+         * not campaign only because it has not applied what we know is committed (say,
+         * the change making it a voter; its longer log then refuses us and blocks every
+         * election). Ask again with our commit index so that it can learn it. */
+        bool pre = r->state == RR_STATE_PRE_CANDIDATE;
+        rr_message again = vote_request(r, pre ? RR_MSG_PRE_VOTE : RR_MSG_VOTE,
+                                        pre ? r->term + 1 : r->term, m->from);
+        again.commit = r->log.committed;
+        send(r, &again);
+        return;
+    }
     if (m->commit <= r->log.committed)
         return;
     if (rr_log_match_term(&r->log, id)) {

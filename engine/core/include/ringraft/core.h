@@ -15,7 +15,10 @@
  *   (etcd-io/etcd#12359: otherwise such a node can block every election while the others
  *   have not applied its removal); a candidate whose log lacks it cannot win (Leader
  *   Completeness), so it steps down and starts no election (a leadership transfer aside)
- *   until it holds the entry; its election timer still ends a leader's lease.
+ *   until it holds the entry; its election timer still ends a leader's lease. A candidate
+ *   refused by such a node that knows a lower commit index asks it again with `commit`
+ *   set to its own, and a node whose log has the candidate's last entry learns it (it may
+ *   not campaign only for not having applied the change that makes it a voter).
  * - A node that knows no leader answers a lower-term MsgVote, MsgHeartbeat or MsgApp with
  *   its term (etcd stays silent unless check quorum or pre-vote is on): with differing
  *   configurations the sender may never hear that term otherwise.
