@@ -80,6 +80,8 @@ int transport_base_init(rr_transport *t, const struct transport_ops *ops,
     t->n_peers = 0;
     for (int k = 0; k < 4; k++)
         atomic_init(&t->report_mask[k], 0);
+    atomic_init(&t->on_receive, NULL);
+    atomic_init(&t->on_receive_ctx, NULL);
     t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     return t->wake_fd < 0 ? -errno : 0;
 }
@@ -217,6 +219,13 @@ int rr_transport_wait(rr_transport *t, int timeout_ms)
     ssize_t n = read(t->wake_fd, &v, sizeof v);
     (void)n; /* EAGAIN: another reader took it; the caller drains either way */
     return 1;
+}
+
+void rr_transport_on_receive(rr_transport *t, rr_transport_receive_fn fn, void *ctx)
+{
+    atomic_store_explicit(&t->on_receive_ctx, ctx, memory_order_relaxed);
+    /* release: the net thread that sees fn sees its ctx. */
+    atomic_store_explicit(&t->on_receive, fn, memory_order_release);
 }
 
 void rr_transport_stats_get(const rr_transport *t, rr_transport_stats *out)

@@ -87,6 +87,9 @@ struct rr_transport {
     rr_node_id_t peer_ids[RR_NODES_MAX];
     /* One bit per peer slot and report kind; set by any thread, taken by the raft thread. */
     _Atomic uint64_t report_mask[4];
+    /* rr_transport_on_receive: ctx stored before fn (release), read by the net thread. */
+    _Atomic(rr_transport_receive_fn) on_receive;
+    void *_Atomic on_receive_ctx;
     stats_atomic stats;
 };
 

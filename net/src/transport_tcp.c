@@ -3,8 +3,9 @@
  * format in codec.c).
  *
  * The net thread owns the ring, the sockets, the frames and the receive state. It loops:
- * take the wake-up, dial peers whose backoff expired, turn queued messages into frames and
- * submit them, then sleep in io_uring_submit_and_wait_timeout until a completion (a recv,
+ * take the wake-up, hand what it received to the on-receive function (which may do the
+ * raft thread's part right here) or wake the raft thread, dial peers whose backoff
+ * expired, turn queued messages into frames and submit them, then sleep in io_uring_submit_and_wait_timeout until a completion (a recv,
  * a send, a notification, an accept, the raft thread's eventfd write) or the next dial.
  *
  * Connections: the node with the smaller id dials (so a pair has one connection) and
@@ -192,6 +193,7 @@ typedef struct tcp {
     pthread_t thread;
     bool started;
     bool inbox_pushed;
+    uint64_t inbox_bytes; /* what the messages pushed since inbox_deliver came in */
     /* Ask zero-copy sends to report whether the kernel copied (IORING_SEND_ZC_REPORT_USAGE,
      * Linux 6.2); cleared if the kernel refuses the flag. */
     bool zc_report_usage;
@@ -454,6 +456,7 @@ static int msgs_done(tcp *t, conn *c, const uint8_t *body)
         stp = &st;
     }
     uint32_t n = c->h.count;
+    uint64_t bytes = c->h.body_len;
     int rc = rr_codec_messages_decode(body, c->h.body_len, n, &c->body->hdr, stp, t->decoded);
     if (rc != 0)
         return rc;
@@ -461,6 +464,7 @@ static int msgs_done(tcp *t, conn *c, const uint8_t *body)
         rr_message *m = &t->decoded[i];
         if (m->snapshot != NULL && stp != NULL && m->snapshot->buf == &c->snap->hdr) {
             rr_buf_unref(&c->snap->hdr); /* the message holds it now */
+            bytes += c->snap_total;
             c->snap = NULL;
             stp = NULL;
         }
@@ -472,6 +476,7 @@ static int msgs_done(tcp *t, conn *c, const uint8_t *body)
         }
         inbox_push(t, m);
     }
+    t->inbox_bytes += bytes;
     return 0;
 }
 
@@ -1051,11 +1056,38 @@ static void peers_take(tcp *t)
     }
 }
 
+/* The transport whose rr_transport_on_receive function this thread is running, if any:
+ * its flushes need no wake-up, since the net thread pumps right after. */
+static _Thread_local const tcp *tl_receiving;
+
+/* Received messages wait in the inbox: let the on-receive function take them on this
+ * thread, or wake the raft thread. */
+static void inbox_deliver(tcp *t)
+{
+    t->inbox_pushed = false;
+    uint64_t bytes = t->inbox_bytes;
+    t->inbox_bytes = 0;
+    /* acquire: pairs with rr_transport_on_receive's release. */
+    rr_transport_receive_fn fn = atomic_load_explicit(&t->base.on_receive, memory_order_acquire);
+    if (fn != NULL) {
+        tl_receiving = t;
+        bool took = fn(atomic_load_explicit(&t->base.on_receive_ctx, memory_order_relaxed), bytes);
+        tl_receiving = NULL;
+        if (took)
+            return;
+    }
+    transport_wake(&t->base);
+}
+
 static void net_turn(tcp *t)
 {
     /* Exchange before draining the outboxes: a send queued after this sees 0 and writes
      * the eventfd, so it is never left waiting (pairs with tcp_flush). */
     atomic_exchange(&t->net_wake_pending, 0);
+    /* Before the commands and the pump: what the on-receive function queues (sends, peers
+     * added or removed) is taken in this same turn. */
+    if (t->inbox_pushed)
+        inbox_deliver(t);
     peers_take(t);
     disconnects_take(t);
     uint64_t next = dials_due(t);
@@ -1068,10 +1100,6 @@ static void net_turn(tcp *t)
     for (uint32_t i = 0; i < t->net_n_peers; i++)
         if (t->peers[i].active)
             peer_pump(t, &t->peers[i]);
-    if (t->inbox_pushed) {
-        t->inbox_pushed = false;
-        transport_wake(&t->base);
-    }
     struct io_uring_cqe *cqe;
     if (next == UINT64_MAX) {
         io_uring_submit_and_wait(&t->ring, 1);
@@ -1162,6 +1190,8 @@ static int tcp_send(rr_transport *base, rr_message *m)
 static void tcp_flush(rr_transport *base)
 {
     tcp *t = (tcp *)base;
+    if (tl_receiving == t) /* the net thread itself, in inbox_deliver: it pumps next */
+        return;
     /* seq_cst: ordered after the pushes (see net_turn). */
     if (atomic_exchange(&t->net_wake_pending, 1) != 0)
         return;

@@ -25,13 +25,15 @@
 #include <cmocka.h>
 
 #include "ringraft/node.h"
+#include "ringraft/transport.h"
 
 #define NODES      3
 #define SLOTS      (NODES + 1) /* room for a member added at run time */
 #define CLIENTS    4
 #define PER_CLIENT 2500
 #define INBOX_MAX  (1u << 16)
-#define SM_MAX     (CLIENTS * PER_CLIENT + 16) /* values a state machine can hold */
+#define ONE_BY_ONE 100 /* proposals made one at a time after the clients' (TCP test) */
+#define SM_MAX     (CLIENTS * PER_CLIENT + ONE_BY_ONE + 16) /* values a state machine holds */
 
 /* cmocka's asserts may only fail on the test's own thread; other threads abort. */
 #define THREAD_CHECK(cond)                                                                         \
@@ -340,9 +342,11 @@ typedef struct cluster {
     uint64_t snapshot_every; /* 0: none */
 } cluster;
 
-/* Creates node i over its disk; a joining node starts with no configuration (it learns it
- * from the leader), the others with voters 1..NODES (used on the first start only). */
-static void node_open_as(cluster *c, uint32_t i, bool join)
+/* Creates node i over its disk and the given network; a joining node starts with no
+ * configuration (it learns it from the leader), the others with voters 1..NODES (used on
+ * the first start only). */
+static void node_create_on(cluster *c, uint32_t i, bool join, const rr_node_net_ops *net,
+                           void *net_ctx)
 {
     rr_node_config cfg;
     rr_node_config_init(&cfg, i);
@@ -358,13 +362,8 @@ static void node_open_as(cluster *c, uint32_t i, bool join)
     cfg.disk = &mdisk_ops;
     __atomic_add_fetch(&c->disks[i]->refs, 1, __ATOMIC_ACQ_REL); /* the node's */
     cfg.disk_ctx = c->disks[i];
-    netend *e = calloc(1, sizeof(*e));
-    pthread_mutex_init(&e->mu, NULL);
-    e->h = &c->h;
-    e->self = i;
-    c->ends[i] = e;
-    cfg.net = &net_ops;
-    cfg.net_ctx = e;
+    cfg.net = net;
+    cfg.net_ctx = net_ctx;
     rr_node_callbacks cb = {.ctx = &c->sms[i],
                             .apply = sm_apply,
                             .snapshot_save = sm_save,
@@ -372,12 +371,23 @@ static void node_open_as(cluster *c, uint32_t i, bool join)
     assert_int_equal(rr_node_create(&cfg, &cb, &c->nodes[i]), 0);
 }
 
+/* Node i on the test's in-process network. */
+static void node_open_as(cluster *c, uint32_t i, bool join)
+{
+    netend *e = calloc(1, sizeof(*e));
+    pthread_mutex_init(&e->mu, NULL);
+    e->h = &c->h;
+    e->self = i;
+    c->ends[i] = e;
+    node_create_on(c, i, join, &net_ops, e);
+}
+
 static void node_open(cluster *c, uint32_t i)
 {
     node_open_as(c, i, false);
 }
 
-static void cluster_start(cluster *c, uint64_t snapshot_every)
+static void cluster_init(cluster *c, uint64_t snapshot_every)
 {
     memset(c, 0, sizeof(*c));
     c->snapshot_every = snapshot_every;
@@ -389,8 +399,37 @@ static void cluster_start(cluster *c, uint64_t snapshot_every)
         c->sms[i].values = calloc(SM_MAX, sizeof(uint32_t));
         c->disks[i] = mdisk_new();
     }
+}
+
+static void cluster_start(cluster *c, uint64_t snapshot_every)
+{
+    cluster_init(c, snapshot_every);
     for (uint32_t i = 1; i <= NODES; i++)
         node_open(c, i);
+    for (uint32_t i = 1; i <= NODES; i++)
+        assert_int_equal(rr_node_start(c->nodes[i]), 0);
+}
+
+/* The same cluster over net/'s TCP transports on loopback (the nodes own them). */
+static void cluster_start_tcp(cluster *c)
+{
+    cluster_init(c, 0);
+    rr_transport *ts[NODES + 1];
+    for (uint32_t i = 1; i <= NODES; i++) {
+        rr_transport_config tc;
+        rr_transport_config_init(&tc, 77, i);
+        snprintf(tc.listen_host, sizeof tc.listen_host, "127.0.0.1");
+        assert_int_equal(rr_transport_tcp_new(&tc, &ts[i]), 0);
+    }
+    for (uint32_t i = 1; i <= NODES; i++) {
+        for (uint32_t p = 1; p <= NODES; p++)
+            if (p != i)
+                assert_int_equal(
+                    rr_transport_add_peer(ts[i], p, "127.0.0.1", rr_transport_port(ts[p])), 0);
+        assert_int_equal(rr_transport_start(ts[i]), 0);
+    }
+    for (uint32_t i = 1; i <= NODES; i++)
+        node_create_on(c, i, false, rr_node_net_transport(), ts[i]);
     for (uint32_t i = 1; i <= NODES; i++)
         assert_int_equal(rr_node_start(c->nodes[i]), 0);
 }
@@ -737,6 +776,48 @@ static void test_three_nodes_commit_in_order_everywhere(void **state)
     free(c);
 }
 
+/* Over TCP a node's net thread runs the raft turn for what it receives while the raft
+ * thread sleeps (rr_node_net_ops.on_receive), on followers only. Under concurrent load
+ * (raft threads mostly awake, the two taking turns) and one proposal at a time (asleep
+ * between them), every value commits exactly once, in order, identically on every node;
+ * both followers took messages on their net threads, the leader none. */
+static void test_followers_receive_on_the_net_thread(void **state)
+{
+    (void)state;
+    cluster *c = malloc(sizeof(*c));
+    cluster_start_tcp(c);
+    rr_node_id_t lead = wait_leader(c);
+    run_clients(c, lead);
+
+    lead = wait_leader(c);
+    rr_node_stats before[NODES + 1], after;
+    for (uint32_t i = 1; i <= NODES; i++)
+        rr_node_stats_get(c->nodes[i], &before[i]);
+    waiter w = {0};
+    for (uint32_t v = 0; v < ONE_BY_ONE; v++) {
+        uint32_t value = 0xFFFF0000u | v;
+        assert_int_equal(rr_node_propose(c->nodes[lead], &value, sizeof value, waiter_done, &w), 0);
+        assert_int_equal(wait_result(&w).status, RR_NODE_COMMITTED);
+    }
+    uint32_t total = CLIENTS * PER_CLIENT + ONE_BY_ONE;
+    wait_applied(c, total, NULL);
+    for (uint32_t i = 1; i <= NODES; i++) {
+        assert_int_equal(__atomic_load_n(&c->sms[i].n, __ATOMIC_ACQUIRE), total);
+        assert_memory_equal(c->sms[i].values, c->sms[1].values, total * sizeof(uint32_t));
+        for (uint32_t v = 0; v < ONE_BY_ONE; v++)
+            assert_int_equal(c->sms[i].values[CLIENTS * PER_CLIENT + v], 0xFFFF0000u | v);
+        rr_node_stats_get(c->nodes[i], &after);
+        assert_int_equal(after.leader,
+                         lead); /* no election meanwhile: all commits came first try */
+        if (i == lead)
+            assert_int_equal(after.turns_on_net, before[i].turns_on_net);
+        else
+            assert_true(after.turns_on_net > before[i].turns_on_net);
+    }
+    cluster_stop(c);
+    free(c);
+}
+
 /* A membership change carries its context (an address) to every node's transport as it
  * takes effect. */
 static void test_added_member_reaches_every_transport(void **state)
@@ -1020,6 +1101,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_nodes_commit_in_order_everywhere),
+        cmocka_unit_test(test_followers_receive_on_the_net_thread),
         cmocka_unit_test(test_removing_the_leader_transfers_first),
         cmocka_unit_test(test_added_member_reaches_every_transport),
         cmocka_unit_test(test_added_member_learns_the_configuration),

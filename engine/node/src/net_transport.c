@@ -98,6 +98,11 @@ static void nt_counters(void *ctx, rr_node_net_counters *out)
                                   .msgs_dropped = st.msgs_dropped_send + st.msgs_dropped_recv};
 }
 
+static void nt_on_receive(void *ctx, bool (*fn)(void *arg, uint64_t bytes), void *arg)
+{
+    rr_transport_on_receive(ctx, fn, arg);
+}
+
 static const rr_node_net_ops net_transport_ops = {
     .send = nt_send,
     .flush = nt_flush,
@@ -108,6 +113,7 @@ static const rr_node_net_ops net_transport_ops = {
     .wait_fd = nt_fd,
     .close = nt_close,
     .counters = nt_counters,
+    .on_receive = nt_on_receive,
 };
 
 const rr_node_net_ops *rr_node_net_transport(void)

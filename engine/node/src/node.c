@@ -36,6 +36,14 @@
 #define APPLY_RING_CAPACITY 4096u
 #define RECV_BATCH          256u
 #define READY_LOOPS_MAX     64 /* Readys per turn before looking at inputs again */
+/* Turns the net thread runs for the raft thread (raft_turn_on_net_thread) before it hands
+ * what is left to the raft thread: a window-1 follower needs three (step and write, send
+ * the acknowledgement, find nothing), a loaded node keeps finding work. */
+#define NET_TURNS_MAX 4
+/* Largest receive (frame bytes) the net thread handles itself: about what the disk writes
+ * inline (DISK_WAL_INLINE_BYTES_MAX), so a loaded follower's large MsgApps stay with the
+ * raft thread, overlapped with the next receive. */
+#define NET_TURN_BYTES_MAX (32u << 10)
 
 typedef enum req_kind {
     REQ_PROPOSE,
@@ -121,6 +129,10 @@ struct rr_node {
 
     pthread_t raft_thread;
     pthread_t apply_thread;
+    /* The raft role: whoever holds it runs raft turns and owns the "raft thread only"
+     * fields below. The raft thread holds it except while it sleeps; the net thread takes
+     * it then (trylock) to handle what it received without waking the raft thread. */
+    pthread_mutex_t raft_mu;
     bool started;
     uint32_t stopping;       /* atomic: set by rr_node_stop */
     uint32_t snapshot_asked; /* atomic: rr_node_snapshot, taken by the apply thread */
@@ -144,6 +156,7 @@ struct rr_node {
     /* statistics (relaxed atomics: several writers, racy readers) */
     uint64_t n_proposals, n_applied, n_readies, n_disk_appends, n_sent, n_received;
     uint64_t n_bytes_proposed;
+    uint64_t n_turns_on_net;
     uint64_t batch_max;
     rr_index_t applied_index;
     /* apply thread: entries applied since the last snapshot */
@@ -1042,12 +1055,53 @@ static void *raft_main(void *arg)
 {
     rr_node *n = arg;
     name_thread("raft", n->id);
+    pthread_mutex_lock(&n->raft_mu);
     while (!__atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE)) {
-        if (!raft_turn(n))
+        if (!raft_turn(n)) {
+            pthread_mutex_unlock(&n->raft_mu);
             raft_sleep(n);
+            pthread_mutex_lock(&n->raft_mu);
+        }
     }
     raft_shutdown(n);
+    pthread_mutex_unlock(&n->raft_mu);
     return NULL;
+}
+
+/* The net thread queued received messages (rr_node_net_ops.on_receive), which came in
+ * `bytes` bytes. A follower whose raft thread sleeps runs the raft turns here instead of
+ * waking it: it receives, writes and acknowledges on one thread, two context switches
+ * fewer per message each way (BENCHMARKS.md, window 1). Not
+ * - on a leader: its next proposal wakes the raft thread anyway (from the apply thread),
+ *   which then waits for the role while the net thread still holds it; measured, no gain;
+ * - for large receives (a loaded follower's MsgApps): the raft thread steps them while the
+ *   net thread receives the next; a small one the disk writes inline, on this thread
+ *   (DISK_WAL_INLINE_BYTES_MAX), a larger one goes to its io thread, whose completion
+ *   wakes the raft thread;
+ * - while the raft thread is awake, or the node stops: returns false, and the net thread
+ *   wakes the raft thread as usual.
+ * Anything left after NET_TURNS_MAX turns wakes the raft thread. */
+static bool raft_turn_on_net_thread(void *arg, uint64_t bytes)
+{
+    rr_node *n = arg;
+    if (bytes > NET_TURN_BYTES_MAX || pthread_mutex_trylock(&n->raft_mu) != 0)
+        return false;
+    if (__atomic_load_n(&n->closed, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&n->stopping, __ATOMIC_ACQUIRE) || is_leader(n)) {
+        pthread_mutex_unlock(&n->raft_mu);
+        return false;
+    }
+    bool busy = true;
+    int k = 0;
+    for (; k < NET_TURNS_MAX && busy; k++)
+        busy = raft_turn(n);
+    stat_add(&n->n_turns_on_net, (uint64_t)k);
+    pthread_mutex_unlock(&n->raft_mu);
+    if (busy) { /* more may be ready without any descriptor saying so */
+        uint64_t one = 1;
+        (void)!write(n->raft_wake.fd, &one, sizeof one);
+    }
+    return true;
 }
 
 /* ---- apply thread ---------------------------------------------------------------------- */
@@ -1280,6 +1334,7 @@ int rr_node_create(const rr_node_config *cfg, const rr_node_callbacks *cb, rr_no
     n->timer_fd = -1;
     n->raft_wake.fd = n->apply_wake.fd = -1;
     pthread_mutex_init(&n->hist_mu, NULL);
+    pthread_mutex_init(&n->raft_mu, NULL);
     pthread_mutex_init(&n->conf_mu, NULL);
     stats_hists_reset(n);
     int rc = bootstrap(cfg);
@@ -1365,6 +1420,8 @@ int rr_node_start(rr_node *n)
     int rc = pthread_create(&n->apply_thread, NULL, apply_main, n);
     if (rc != 0)
         return -rc;
+    if (n->cfg.net->on_receive != NULL)
+        n->cfg.net->on_receive(n->cfg.net_ctx, raft_turn_on_net_thread, n);
     rc = pthread_create(&n->raft_thread, NULL, raft_main, n);
     if (rc != 0) {
         __atomic_store_n(&n->stopping, 2, __ATOMIC_RELEASE);
@@ -1435,6 +1492,7 @@ void rr_node_free(rr_node *n)
     free(n->batch_reqs);
     pthread_mutex_destroy(&n->hist_mu);
     pthread_mutex_destroy(&n->conf_mu);
+    pthread_mutex_destroy(&n->raft_mu); /* after net->close: its thread may still try it */
     free(n);
 }
 
@@ -1472,6 +1530,7 @@ void rr_node_stats_get(rr_node *n, rr_node_stats *out)
     out->messages_sent = __atomic_load_n(&n->n_sent, __ATOMIC_RELAXED);
     out->messages_received = __atomic_load_n(&n->n_received, __ATOMIC_RELAXED);
     out->bytes_proposed = __atomic_load_n(&n->n_bytes_proposed, __ATOMIC_RELAXED);
+    out->turns_on_net = __atomic_load_n(&n->n_turns_on_net, __ATOMIC_RELAXED);
     if (n->cfg.disk->syncs != NULL)
         out->disk_syncs = n->cfg.disk->syncs(n->cfg.disk_ctx);
     if (n->cfg.net->counters != NULL)

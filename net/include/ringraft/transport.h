@@ -195,6 +195,22 @@ int rr_transport_wait_fd(const rr_transport *t);
 /* Sleeps until the wait fd is readable or timeout_ms passes, then consumes it. Returns 1
  * if woken, 0 on timeout, or -errno. Raft thread. */
 int rr_transport_wait(rr_transport *t, int timeout_ms);
+/* Optional: receive on the net thread without a hand-off. After a turn that queued
+ * received messages, the TCP net thread calls fn(ctx, bytes) instead of waking the raft
+ * thread; bytes is the size of what they came in (frame bodies, streamed snapshot data),
+ * so fn can leave large receives to the raft thread, which processes them while the net
+ * thread receives the next.
+ * fn returns true when it did the raft thread's part itself — drained rr_transport_recv
+ * (and reports), sent, flushed — and false to have the raft thread woken as usual. While
+ * fn runs, the net thread acts as the raft thread: the caller guarantees the two never
+ * call the transport at once (ringraft's node runs its raft turn there only while its raft
+ * thread sleeps, under the lock of the raft role). What fn sends goes out in the same
+ * net-thread turn, without a wake-up. At low load this saves two thread hand-offs per
+ * received message (net -> raft, raft -> net: BENCHMARKS.md, window 1). Set it once,
+ * before or after start; ctx must outlive the transport. In-process transports, which
+ * have no net thread, never call it. */
+typedef bool (*rr_transport_receive_fn)(void *ctx, uint64_t bytes);
+void rr_transport_on_receive(rr_transport *t, rr_transport_receive_fn fn, void *ctx);
 /* Counters (relaxed snapshots of the net thread's). Any thread. */
 void rr_transport_stats_get(const rr_transport *t, rr_transport_stats *out);
 

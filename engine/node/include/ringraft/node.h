@@ -6,7 +6,9 @@
  *   client threads --propose--> [MPSC ring] --> raft thread (owns the RawNode, batches all
  *   pending proposals into each Ready, ticks on a timerfd)
  *   raft thread --> disk (appends + hard state, group commit; durable completions come back)
- *   raft thread <-> network (messages out; received messages and unreachable reports back)
+ *   raft thread <-> network (messages out; received messages and unreachable reports back;
+ *   on a follower whose raft thread sleeps, the network's thread runs the raft turn for a
+ *   small receive itself, holding the raft role: receive, write, acknowledge, one thread)
  *   raft thread --> [SPSC ring] --> apply thread (runs the state machine, completes
  *   proposals and read barriers) --> [SPSC ring] --> raft thread (applied acknowledgements)
  * The leader sends MsgApps while its own append is in flight (thesis §10.2.1). Every thread
@@ -78,7 +80,8 @@ typedef struct rr_node_callbacks {
 } rr_node_callbacks;
 
 /* The node's view of durable storage (io/), narrow so tests can substitute a simulated disk
- * (STYLE.md habit 12). All calls but fd come from the raft thread. */
+ * (STYLE.md habit 12). All calls but fd come from the thread holding the raft role: the raft
+ * thread, or the network's thread while the raft thread sleeps (on_receive); never two. */
 typedef struct rr_node_disk_ops {
     /* Queues entries (a reference each, held until durable), the hard state if hs is not
      * NULL, a snapshot if snap is not NULL. Returns a sequence number > 0 that completes
@@ -126,7 +129,8 @@ typedef struct rr_node_net_counters {
     uint64_t msgs_dropped;     /* send queue full, peer gone, receive ring full */
 } rr_node_net_counters;
 
-/* The node's view of the network (net/). All calls from the raft thread. */
+/* The node's view of the network (net/). All calls from the thread holding the raft role
+ * (see rr_node_disk_ops), except on_receive and counters. */
 typedef struct rr_node_net_ops {
     /* Takes ownership of *m (sent or dropped: the transport reports drops as unreachable). */
     void (*send)(void *ctx, rr_message *m);
@@ -148,6 +152,13 @@ typedef struct rr_node_net_ops {
     void (*close)(void *ctx);
     /* Optional (NULL: zeros): counters so far. Any thread. */
     void (*counters)(void *ctx, rr_node_net_counters *out);
+    /* Optional: a network with a thread of its own that receives may call fn(arg, bytes)
+     * on that thread after it queued received messages that came in `bytes` bytes, in
+     * place of waking the raft thread (see rr_transport_on_receive). fn returns true when
+     * it ran the raft thread's turn there (a follower whose raft thread sleeps, for a small
+     * receive: the two never run at once), false when the raft thread must be woken as
+     * usual. Called once, from rr_node_start. */
+    void (*on_receive)(void *ctx, bool (*fn)(void *arg, uint64_t bytes), void *arg);
 } rr_node_net_ops;
 
 /* The seams over ringraft's own io/ and net/ (the usual choice). */
@@ -259,9 +270,12 @@ typedef struct rr_node_stats {
     uint64_t messages_sent;
     uint64_t messages_received;
     uint64_t batch_entries_max;
-    uint64_t snapshots;       /* taken and persisted by this node */
-    uint64_t bytes_proposed;  /* payload bytes accepted by rr_node_propose(_buf) */
-    uint64_t disk_syncs;      /* durable writes completed (0 when the disk does not say) */
+    uint64_t snapshots;      /* taken and persisted by this node */
+    uint64_t bytes_proposed; /* payload bytes accepted by rr_node_propose(_buf) */
+    uint64_t disk_syncs;     /* durable writes completed (0 when the disk does not say) */
+    /* Raft-thread turns the network's thread ran while the raft thread slept (on_receive):
+     * received messages handled without a hand-off. */
+    uint64_t turns_on_net;
     rr_node_net_counters net; /* zeros when the network does not say */
     /* Since start or the last rr_node_stats_reset: */
     rr_node_latency stage[RR_NODE_STAGE_COUNT];
