@@ -40,6 +40,8 @@
  * what is left to the raft thread: a window-1 follower needs three (step and write, send
  * the acknowledgement, find nothing), a loaded node keeps finding work. */
 #define NET_TURNS_MAX 4
+/* Applied acknowledgements a follower lets wait for the raft thread's next turn. */
+#define APPLIED_LAZY_MAX 64u
 /* Largest receive (frame bytes) the net thread handles itself: about what the disk writes
  * inline (DISK_WAL_INLINE_BYTES_MAX), so a loaded follower's large MsgApps stay with the
  * raft thread, overlapped with the next receive. */
@@ -95,6 +97,9 @@ typedef struct apply_item {
      * so the newest snapshot names it (one that predates it is ignored by the new node, as
      * in etcd, which would leave it unable to catch up once the log is compacted). */
     bool force_snapshot;
+    /* Wake the raft thread for resp (a leader's, or one with a configuration change); a
+     * follower's other acknowledgements wait for its next turn (apply_main). */
+    bool resp_urgent;
     rr_message resp; /* MsgStorageApplyResp to step once applied (type 0: none) */
     request *done;   /* requests to complete after the entries, in order */
     struct apply_item *next;
@@ -821,6 +826,7 @@ static void hand_to_apply(rr_node *n, rr_message *m)
             done = r;
         }
         if (e->type != RR_ENTRY_NORMAL) {
+            it->resp_urgent = true;
             /* Configuration changes take effect in the RawNode as they are handed out
              * for application, in log order; one below a restored snapshot is already in
              * the configuration and changes nothing. */
@@ -860,6 +866,7 @@ static void hand_to_apply(rr_node *n, rr_message *m)
         memset(&m->responses[0], 0, sizeof(m->responses[0]));
     }
     it->done = reverse(done);
+    it->resp_urgent |= is_leader(n);
     apply_push(n, it);
 
     /* Read barriers whose index is now handed out complete after these entries. */
@@ -1213,9 +1220,15 @@ static void *apply_main(void *arg)
             apply_item_run(n, it);
             maybe_snapshot(n, force);
             if (it->resp.type != 0) {
+                /* A follower's acknowledgement only moves the core's applied index: it
+                 * waits for the raft thread's next turn (the next message from the leader,
+                 * a heartbeat, or at the latest the next tick) instead of waking it — two
+                 * context switches per commit and follower at window 1. */
+                bool wake = it->resp_urgent || rr_ring_size(&n->applied_ring) >= APPLIED_LAZY_MAX;
                 while (!rr_ring_push_spsc(&n->applied_ring, it))
                     sched_yield();
-                rr_wake_signal(&n->raft_wake);
+                if (wake)
+                    rr_wake_signal(&n->raft_wake);
             } else {
                 free(it);
             }
