@@ -552,7 +552,6 @@ void rrbench_report(const opts *o, const rrbench_result *r)
     double readies = (double)(l1->readies - l0->readies);
     double applied = (double)(l1->entries_applied - l0->entries_applied);
     double syncs = (double)(l1->disk_syncs - l0->disk_syncs);
-    double net_turns = (double)(l1->turns_on_net - l0->turns_on_net);
     double net_mb = (double)(l1->net.bytes_sent - l0->net.bytes_sent) / 1e6;
     double frames = (double)(l1->net.frames_sent - l0->net.frames_sent);
     double frames_zc = (double)(l1->net.frames_zero_copy - l0->net.frames_zero_copy);
@@ -565,15 +564,14 @@ void rrbench_report(const opts *o, const rrbench_result *r)
                ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "},"
                "\"leader_disk_appends_per_s\":%.0f,\"leader_entries_per_append\":%.1f,"
                "\"leader_readies_per_s\":%.0f,\"leader_syncs_per_s\":%.0f,"
-               "\"leader_turns_on_net_per_s\":%.0f,"
                "\"leader_net_mb_per_s\":%.2f,\"leader_frames_per_s\":%.0f,"
                "\"leader_frames_zero_copy\":%.0f,\"cpu_cores\":%.2f,\"rate_per_s\":%.0f,"
                "\"missed\":%" PRIu64 ",",
                o->nodes, o->size_bytes, o->clients, o->window, mode, o->inproc ? "inproc" : "tcp",
                o->no_fsync ? "false" : "true", secs, eps, mbps, r->committed, r->failed, q[0], q[1],
                q[2], q[3], q[4], appends / secs, appends > 0 ? applied / appends : 0,
-               readies / secs, syncs / secs, net_turns / secs, net_mb / secs, frames / secs,
-               frames_zc, r->cpu_s / secs, o->rate, r->missed);
+               readies / secs, syncs / secs, net_mb / secs, frames / secs, frames_zc,
+               r->cpu_s / secs, o->rate, r->missed);
         if (r->per_node_cpu) {
             printf("\"cpu_cores_per_node\":[");
             for (uint32_t id = 1; id <= o->nodes; id++)
@@ -603,9 +601,8 @@ void rrbench_report(const opts *o, const rrbench_result *r)
            (double)q[0] / 1e6, (double)q[1] / 1e6, (double)q[2] / 1e6, (double)q[3] / 1e6,
            (double)q[4] / 1e6);
     printf("  leader: %.0f disk appends/s, %.1f entries per append, %.0f Readys/s, "
-           "%.0f durable writes/s, %.0f raft turns/s on the net thread\n",
-           appends / secs, appends > 0 ? applied / appends : 0, readies / secs, syncs / secs,
-           net_turns / secs);
+           "%.0f durable writes/s\n",
+           appends / secs, appends > 0 ? applied / appends : 0, readies / secs, syncs / secs);
     printf("  leader's network: %.2f MB/s sent in %.0f frames/s (%.0f zero-copy frames)\n",
            net_mb / secs, frames / secs, frames_zc);
     if (r->per_node_cpu) {
