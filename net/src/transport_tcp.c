@@ -5,8 +5,9 @@
  * The net thread owns the ring, the sockets, the frames and the receive state. It loops:
  * take the wake-up, hand what it received to the on-receive function (which may do the
  * raft thread's part right here) or wake the raft thread, dial peers whose backoff
- * expired, turn queued messages into frames and submit them, then sleep in io_uring_submit_and_wait_timeout until a completion (a recv,
- * a send, a notification, an accept, the raft thread's eventfd write) or the next dial.
+ * expired, turn queued messages into frames and submit them, then sleep in
+ * io_uring_submit_and_wait_timeout until a completion (a recv, a send, a notification, an
+ * accept, the raft thread's eventfd write) or the next dial.
  *
  * Connections: the node with the smaller id dials (so a pair has one connection) and
  * sends a HELLO first; the acceptor checks cluster id, its own id and the dialer's id

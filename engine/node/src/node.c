@@ -1104,10 +1104,8 @@ static bool raft_turn_on_net_thread(void *arg, uint64_t bytes)
         busy = raft_turn(n);
     stat_add(&n->n_turns_on_net, (uint64_t)k);
     pthread_mutex_unlock(&n->raft_mu);
-    if (busy) { /* more may be ready without any descriptor saying so */
-        uint64_t one = 1;
-        (void)!write(n->raft_wake.fd, &one, sizeof one);
-    }
+    if (busy) /* more may be ready without any descriptor saying so */
+        rr_wake_force(&n->raft_wake);
     return true;
 }
 
@@ -1451,14 +1449,11 @@ void rr_node_stop(rr_node *n)
     if (!n->started)
         return;
     __atomic_store_n(&n->stopping, 1, __ATOMIC_RELEASE);
-    rr_wake_signal(&n->raft_wake);
-    /* The raft thread may sleep in poll with `sleeping` unset between turns: nudge the
-     * eventfd directly as well. */
-    uint64_t one = 1;
-    (void)!write(n->raft_wake.fd, &one, sizeof one);
+    /* Forced: the raft thread may sleep in poll with `sleeping` unset between turns. */
+    rr_wake_force(&n->raft_wake);
     pthread_join(n->raft_thread, NULL);
     __atomic_store_n(&n->stopping, 2, __ATOMIC_RELEASE);
-    (void)!write(n->apply_wake.fd, &one, sizeof one);
+    rr_wake_force(&n->apply_wake);
     pthread_join(n->apply_thread, NULL);
     n->started = false;
 }

@@ -41,6 +41,13 @@ void rr_wake_signal(rr_wake *w)
     __atomic_fetch_add(&w->wakeups, 1, __ATOMIC_RELAXED);
 }
 
+void rr_wake_force(rr_wake *w)
+{
+    uint64_t one = 1;
+    ssize_t n = write(w->fd, &one, sizeof one);
+    (void)n; /* EAGAIN only when the counter would overflow: a wake-up is pending anyway */
+}
+
 void rr_wake_prepare(rr_wake *w)
 {
     /* Exchange: a full barrier, so the store of `sleeping` is ordered before the consumer's

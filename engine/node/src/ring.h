@@ -32,6 +32,9 @@ int rr_wake_init(rr_wake *w);
 void rr_wake_destroy(rr_wake *w);
 /* Producer side, after publishing: wakes the consumer if it sleeps. Any thread. */
 void rr_wake_signal(rr_wake *w);
+/* Wakes the consumer whether or not it announced that it sleeps: for work no queue shows
+ * (a stop, a Ready left pending), which its re-check before sleeping would not see. */
+void rr_wake_force(rr_wake *w);
 /* Consumer side: announce the intent to sleep; then re-check every queue; then either
  * rr_wake_done (work found) or block until w->fd is readable (poll) and call rr_wake_done,
  * which also consumes the pending wake-up. */
