@@ -751,13 +751,17 @@ static void *io_main(void *arg)
     wake_arm(w);
     io_uring_submit(&w->uring);
     bool sync = writes_sync(w);
+    /* The first turn follows no wake-up: every record queued since the open either woke
+     * us (the eventfd counts) or is owed to a plug whose caller writes it or wakes us. */
+    bool woken = false;
     for (;;) {
         bool exit = false;
         if (sync) {
-            /* The writer only when records wait (done < tail): a spare wake-up must not
-             * hold it while the raft thread wants to write. If the raft thread holds it,
-             * it takes all that is queued: nothing to do until the next wake-up. */
-            bool work = wal_pending(w);
+            /* The writer only when records wait (done < tail), after a wake-up: a spare
+             * turn must not hold it while the raft thread wants to write (just after the
+             * open, its first plugged batch would go to us by a race). If the raft thread
+             * holds it, it takes all that is queued: nothing to do until the next one. */
+            bool work = woken && wal_pending(w);
             if (work && writer_take(w, WAL_WRITER_IO)) {
                 batch_run_sync(w, true);
                 writer_put(w);
@@ -788,6 +792,7 @@ static void *io_main(void *arg)
             seen++;
         }
         io_uring_cq_advance(&w->uring, seen);
+        woken = true;
     }
     return NULL;
 }
